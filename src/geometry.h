@@ -21,9 +21,17 @@
  * warps_q = 4 and warp w owns slabs w and w + 4 (rows 16w.. and 64+16w..). */
 typedef struct sage_geometry {
     int cta_q;      /* query rows per CTA tile: the Q block of per-block groups and smooth Q */
-    int cta_k;      /* keys per KV tile: the K block, and the step of the online softmax */
+    int cta_k;      /* keys per KV tile: the step of the online softmax */
     int warps_q;    /* warps sharing a Q tile's rows (see above) */
+    int k_block;    /* keys per K scale block, dividing cta_k; 0 = cta_k. A thread then
+                       dequantizes its columns of one KV tile with cta_k / k_block products
+                       qs*ks instead of one: free, and 64-key blocks keep the INT8 QK^T error
+                       of D = 128 inside the budget where 128-key blocks sit on its edge
+                       (docs/algorithm.md, "Accuracy"). */
 } sage_geometry;
+
+/* Keys per K scale block of a geometry. */
+SAGE_HD int64_t sage_k_block(sage_geometry g) { return g.k_block > 0 ? g.k_block : g.cta_k; }
 
 /* Number of Q scale groups per head for nq rows. */
 SAGE_HD int64_t sage_q_group_count(sage_geometry g, sage_qk_groups gran, int64_t nq) {
@@ -50,16 +58,16 @@ SAGE_HD int64_t sage_q_group(sage_geometry g, sage_qk_groups gran, int64_t row) 
 
 /* Number of K scale groups per head for nk tokens. */
 SAGE_HD int64_t sage_k_group_count(sage_geometry g, sage_qk_groups gran, int64_t nk) {
-    int64_t tiles = (nk + g.cta_k - 1) / g.cta_k;
-    return gran == SAGE_QK_PER_THREAD ? tiles * 4 : tiles;
+    int64_t blocks = (nk + sage_k_block(g) - 1) / sage_k_block(g);
+    return gran == SAGE_QK_PER_THREAD ? blocks * 4 : blocks;
 }
 
 /* K scale group of key token `tok` (within one head). Every warp sees the whole KV tile, so
  * per-warp is per-block for K. per-thread: the thread with quad index q holds the columns with
- * (tok % 8) / 2 == q in every n8 block, so the group is (tile, (tok % 8) / 2). */
+ * (tok % 8) / 2 == q in every n8 block, so the group is (block, (tok % 8) / 2). */
 SAGE_HD int64_t sage_k_group(sage_geometry g, sage_qk_groups gran, int64_t tok) {
-    int64_t tile = tok / g.cta_k;
-    return gran == SAGE_QK_PER_THREAD ? tile * 4 + (tok % 8) / 2 : tile;
+    int64_t block = tok / sage_k_block(g);
+    return gran == SAGE_QK_PER_THREAD ? block * 4 + (tok % 8) / 2 : block;
 }
 
 /* Position of token t inside its 16-token group in the V^T storage, so that the QK^T

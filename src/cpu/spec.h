@@ -47,6 +47,9 @@ typedef struct sage_spec_quant {
     float *v_mean;     /* FP8 PV: [B, Hkv, D]; all zero when smooth V is off */
 } sage_spec_quant;
 
+/* The tiles of the CPU kernels (src/cpu/backend.c): what sage_forward on the CPU follows. */
+sage_geometry sage_cpu_geometry(void);
+
 /* Mean of K over tokens per (batch, kv head), [B, Hkv, D]. */
 void sage_spec_k_mean(const sage_problem *p, float *k_mean);
 
@@ -56,9 +59,27 @@ void sage_spec_k_mean(const sage_problem *p, float *k_mean);
 void sage_spec_quantize(const sage_problem *p, const sage_spec_maps *m, const float *k_mean,
                         sage_spec_quant *out);
 
+/* sage_spec_quantize with every mean given: q_mean [B, Hq, ceil(Nq / q_block), D] (smooth Q)
+ * and v_mean [B, Hkv, D] (smooth V, FP8 PV) may be NULL = computed here (docs/algorithm.md:
+ * double sum in token order, divided by the count, rounded once to fp32). Lets a GPU test feed
+ * the GPU's means so that Q8 / V8 can be compared bit for bit with smoothing on. */
+void sage_spec_quantize_ex(const sage_problem *p, const sage_spec_maps *m, const float *k_mean,
+                           const float *q_mean, const float *v_mean, sage_spec_quant *out);
+
 /* The quantized attention from quantized tensors (V itself is read from p->a.v for 16-bit PV).
- * Writes o (p->a.o with its strides, in p->a.dtype) and lse (if p->a.lse). */
+ * Writes o (p->a.o with its strides, in p->a.dtype) and lse (if p->a.lse).
+ * Uses p->a.cpu_threads workers and allocates their scratch (if that fails it runs on one
+ * worker; if even that fails nothing is written). */
 void sage_spec_attention(const sage_problem *p, const sage_spec_maps *m, const sage_spec_quant *qt);
+
+/* Work items of sage_spec_attention (a worker count above it is wasted). */
+int64_t sage_spec_attention_items(const sage_problem *p, const sage_spec_maps *m);
+/* Bytes of scratch one worker of sage_spec_attention needs (a multiple of 64). */
+size_t sage_spec_attention_scratch_bytes(const sage_problem *p, const sage_spec_maps *m);
+/* sage_spec_attention on n_workers threads with caller-owned scratch: n_workers times
+ * sage_spec_attention_scratch_bytes, 64-byte aligned. Allocates nothing. */
+void sage_spec_attention_ws(const sage_problem *p, const sage_spec_maps *m, const sage_spec_quant *qt,
+                            void *scratch, int n_workers);
 
 /* Exact attention: fp32 inputs, double accumulation; o and lse as above. */
 void sage_spec_reference(const sage_problem *p);
