@@ -1,0 +1,49 @@
+/* Private: the quantized tensors in the CUDA workspace, and the kernels that write them.
+ * Shared by the portable mma.sync kernel and the Hopper (sm90a) kernel.
+ *
+ * Workspace layout (every region 256-B aligned; every padding byte written, as zero, on every
+ * call — e4m3 0x7F is NaN and 0 * NaN = NaN inside the MMA):
+ *   Q8      int8 [B, Hq,  nq_pad, d_pad]      rows of d_pad bytes (TMA wants 16-B strides)
+ *   q_scale f32  [B, Hq,  n_q_groups]
+ *   K8      int8 [B, Hkv, nk_pad, d_pad]
+ *   k_scale f32  [B, Hkv, n_k_groups]
+ *   k_mean  f32  [B, Hkv, d_pad]              zero when smooth K is off, zero for d >= D
+ *   V8      e4m3 [B, Hkv, d_pad, nk_pad]      FP8 PV only; V8[d][t] at sage_vt_offset(d, t, nk_pad)
+ *   v_scale f32  [B, Hkv, d_pad]              FP8 PV only; 1 for d >= D
+ *   v_mean  f32  [B, Hkv, d_pad]              FP8 PV only; zero when smooth V is off
+ *   q_mean  f32  [B, Hq, nq_pad / cta_q, d_pad]   smooth Q only
+ *   qk_bias f32  [B, Hq, nq_pad / cta_q, nk_pad]  smooth Q only: qm . (k - km), unscaled
+ *   scratch      per-chunk partial sums of the reduction pass
+ * Scores are S = (Q8 . K8) * q_scale * k_scale (* sm_scale * log2 e in the kernel) [+ qk_bias * sm_scale * log2 e].
+ * For 16-bit PV the attention kernels read V directly from the input. */
+#ifndef SAGE_CUDA_QUANT_H
+#define SAGE_CUDA_QUANT_H
+
+#include "../internal.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sage_cuda_quant_layout {
+    int64_t nq_pad, nk_pad, d_pad;      /* nq_pad = round_up(Nq, cta_q), nk_pad = round_up(Nk, cta_k) */
+    int64_t n_q_groups, n_k_groups;     /* per head (geometry.h counts) */
+    size_t off_q8, off_q_scale, off_k8, off_k_scale, off_k_mean, off_v8, off_v_scale, off_v_mean,
+        off_q_mean, off_qk_bias, off_scratch, total; /* 256-B aligned byte offsets; total = bytes */
+} sage_cuda_quant_layout;
+
+/* Tokens per CTA of the reduction pass (K mean, V min/max/mean); one partial per chunk. */
+#define SAGE_CUDA_REDUCE_CHUNK 256
+
+void sage_cuda_quant_layout_init(const sage_problem *p, sage_geometry g, int64_t d_pad,
+                                 sage_cuda_quant_layout *L);
+
+/* Quantize Q, K (and V for FP8 PV) of p into ws (layout L) on `stream` (a cudaStream_t).
+ * The caller has made p's device current. Launch errors are returned; nothing is synchronised. */
+sage_status sage_cuda_quantize(const sage_problem *p, sage_geometry g, const sage_cuda_quant_layout *L,
+                               void *ws, void *stream, sage_msg msg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
