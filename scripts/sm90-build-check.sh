@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Build check of the Hopper (sm_90a) attention kernel, no GPU needed:
+#  1. ptxas -v: no spills, no stack frame in the attention kernels;
+#  2. no ptxas performance warnings C7508 (setmaxnreg ignored) or C7510-C7515 (wgmma
+#     serialized) — HOPPER-NOTES C4, F2;
+#  3. the SASS of every attention kernel instance has IGMMA (int8 QK^T) and QGMMA (fp8 PV).
+# Usage: scripts/sm90-build-check.sh [nvcc]   (cuobjdump from $CUOBJDUMP, PATH or the CUDA dir;
+# PyPI's nvidia-cuda-cuobjdump + nvidia-cuda-nvdisasm work too: put their bin dirs on PATH).
+# Exit 0 = all checks pass, 1 = a check failed, 2 = a tool is missing.
+set -u
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+NVCC="${1:-${NVCC:-nvcc}}"
+SRC="$ROOT/src/cuda/sm90/attn_qk_int8_pv_fp8_sm90.cu"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+command -v "$NVCC" >/dev/null || { echo "sm90-build-check: nvcc not found"; exit 2; }
+
+echo "== compiling $SRC for sm_90a"
+if ! "$NVCC" -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -Xptxas -v -Xptxas -warn-spills \
+    --expt-relaxed-constexpr -I "$ROOT/include" -I "$ROOT/src" -c "$SRC" -o "$TMP/attn.o" >"$TMP/log" 2>&1; then
+    cat "$TMP/log"; echo "FAIL: compilation"; exit 1
+fi
+fail=0
+n_kern=$(grep -c "Compiling entry function '.*attn_qk_int8_pv_fp8_sm90" "$TMP/log")
+echo "kernel instances: $n_kern"
+[ "$n_kern" -ge 8 ] || { echo "FAIL: expected 8 kernel instances (D 64/128 x causal x fp16/bf16)"; fail=1; }
+if grep -E "C7508|C751[0-5]" "$TMP/log"; then echo "FAIL: ptxas performance warning above"; fail=1; fi
+if grep -E "Registers are spilled|[1-9][0-9]* bytes spill (stores|loads)|[1-9][0-9]* bytes stack frame" "$TMP/log"; then
+    echo "FAIL: spills / stack frame above"; fail=1
+else
+    echo "ok: 0 spills, 0 stack frame"
+fi
+grep -E "Used [0-9]+ registers" "$TMP/log" | sort | uniq -c | sed 's/^/   /'
+
+CUOBJDUMP="${CUOBJDUMP:-$(command -v cuobjdump || true)}"
+[ -z "$CUOBJDUMP" ] && [ -x "$(dirname "$(command -v "$NVCC")")/cuobjdump" ] && CUOBJDUMP="$(dirname "$(command -v "$NVCC")")/cuobjdump"
+if [ -z "$CUOBJDUMP" ]; then echo "sm90-build-check: cuobjdump not found (SASS not checked)"; exit 2; fi
+"$CUOBJDUMP" --dump-sass "$TMP/attn.o" >"$TMP/sass" 2>&1 || { cat "$TMP/sass" | tail -3; echo "cuobjdump failed"; exit 2; }
+# Per kernel instance: count IGMMA / QGMMA / local-memory instructions.
+awk '
+  /Function :/ { name=$3 }
+  name != "" && /IGMMA/ { ig[name]++ }
+  name != "" && /QGMMA/ { qg[name]++ }
+  name != "" && /(LDL|STL)[. ]/ { lm[name]++ }
+  /Function :/ { seen[name]=1 }
+  END { bad=0
+        for (n in seen) { printf "   %-100s IGMMA %3d QGMMA %3d LDL/STL %d\n", n, ig[n], qg[n], lm[n]
+                          if (ig[n] == 0 || qg[n] == 0 || lm[n] > 0) bad=1 }
+        exit bad }' "$TMP/sass" || { echo "FAIL: an instance lacks IGMMA/QGMMA or uses local memory"; fail=1; }
+[ $fail -eq 0 ] && echo "PASS: sm90 build check" || echo "FAIL: sm90 build check"
+exit $fail

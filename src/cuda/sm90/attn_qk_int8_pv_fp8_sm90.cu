@@ -1,0 +1,854 @@
+/* Hopper (sm90a) attention: INT8 QK^T and FP8 PV on wgmma, tiles by TMA, warp-specialised.
+ *
+ * CTA = 3 warpgroups (384 threads, __launch_bounds__(384, 1) so setmaxnreg works: F2):
+ *   WG0  producer: one thread issues every TMA load (Q once, then K and V tiles into a ring of
+ *        STAGES buffers guarded by full/empty mbarriers, E5); setmaxnreg.dec 24.
+ *   WG1, WG2 consumers: each owns 64 of the CTA's 128 query rows (one m64 wgmma tile);
+ *        setmaxnreg.inc 240 (24 + 240 + 240 = 504 = 3 x 168, F3).
+ * Pipeline v1 (the library; KV tiles of 128 keys). Per KV tile j a consumer warpgroup:
+ *   issues S(j) = Q8 . K8(j)^T        wgmma m64n128k32 s32.s8.s8, A and B from smem (K-major)
+ *   issues T = P(j-1) . V8(j-1)       wgmma m64nDk32 f32.e4m3.e4m3, A = P from registers, fresh
+ *                                     accumulator (scale-d = 0 on the first k-step): level one of
+ *                                     the two-level accumulation
+ *   softmax(j) on S(j) while T is computed (the PV of the previous tile overlaps the softmax)
+ *   O = O * alpha(j-1) + T            level two, true fp32 in registers
+ * The two consumer warpgroups take turns issuing (named barriers 1 and 2, E6) so one's softmax
+ * runs while the tensor cores work on the other's matrices.
+ * Pipeline v2 (dev probe only; D = 64, KV tiles of 64 keys): QK^T(j+1) and PV(j-1) both in
+ * flight during softmax(j), two S register sets (v2_step). Measured slower than v1 at N >= 4K.
+ *
+ * Scores: S = int32 * ((qs * ks) * sm_scale * log2 e), base 2, rounded as the CPU spec does.
+ * One qs * ks per thread per tile: the per-thread groups of geometry.h match the accumulator
+ * layout A4 (HOPPER-NOTES A8). P~ = exp2(S - m + SHIFT) in [0, 448], rounded to e4m3 and packed
+ * from the accumulator registers as they are (A7); V^T is stored with the matching 16-token
+ * permutation. Epilogue: o = O / l * vs (+ v_mean);
+ * lse = ln2 * (m + log2 l - SHIFT) + sm_scale * q.k_mean, q.k_mean from the raw q rows. */
+#include "attn_sm90.h"
+#include "ptx_sync.cuh"
+#include "ptx_tma.cuh"
+#include "ptx_wgmma.cuh"
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+
+namespace sage_sm90 {
+
+constexpr int CTA_Q = SAGE_SM90_CTA_Q;   /* query rows per CTA: 2 consumer WGs x 64 */
+constexpr int WG_Q = 64;                 /* query rows per consumer warpgroup (one m64 tile) */
+constexpr int NTHREADS = 384;
+constexpr float SHIFT = 8.807354922057604f; /* log2(448): P~ spans the e4m3 range [0, 448] */
+constexpr float LOG2E = 1.4426950408889634f;
+constexpr float LN2 = 0.6931471805599453f;
+
+/* Experiment variants (template parameter XP; only built with SAGE_SM90_EXPERIMENTS, for the
+ * dev/sm90 probe; the library instantiates XP = 0). Bits 1-8 compute wrong results on purpose:
+ * each removes one part of the work to show what bounds the time. */
+constexpr int XP_NO_PINGPONG = 1;   /* consumer warpgroups issue without taking turns */
+constexpr int XP_NO_MUFU = 2;       /* exp2 replaced by an FFMA */
+constexpr int XP_NO_SOFTMAX = 4;    /* no max / exp / row sum: P = S * scale */
+constexpr int XP_NO_PV = 8;         /* the PV wgmma is not issued */
+/* Candidates for issue 6 (numerically valid; not measured yet): */
+constexpr int XP_POLY_QUARTER = 16; /* exp2 of 1 in 4 scores by a polynomial on the FMA pipe */
+constexpr int XP_POLY_HALF = 32;    /* exp2 of 1 in 2 scores by the polynomial */
+constexpr int XP_EARLY_QK = 64;     /* v1: issue QK(j+1) before the O update of PV(j-1) */
+
+template <int D, int KT> struct Cfg {
+    static_assert(D == 64 || D == 128, "D must be 64 or 128");
+    static_assert(KT == 64 || KT == 128, "KV tile must be 64 or 128");
+    /* 96-128 KB of K/V stages (D = 128, KT = 128: 3 x 32 KB). One CTA per SM (384 threads x 168
+     * registers), so shared memory does not limit residency; stages only add prefetch depth. */
+    static constexpr int STAGES = KT == 128 ? (D == 128 ? 3 : 4) : (D == 128 ? 6 : 8);
+    static constexpr uint32_t Q_BYTES = CTA_Q * D;         /* Q tile [128][D] int8 */
+    static constexpr uint32_t K_BYTES = KT * D;            /* K tile [KT][D] int8 */
+    static constexpr uint32_t V_BYTES = D * KT;            /* V^T tile [D][KT] e4m3 */
+    static constexpr uint32_t OFF_Q = 0;
+    static constexpr uint32_t OFF_K = OFF_Q + Q_BYTES;
+    static constexpr uint32_t OFF_V = OFF_K + STAGES * K_BYTES;
+    static constexpr uint32_t OFF_BAR = OFF_V + STAGES * V_BYTES;
+    /* barriers: q_full, k_full[S], k_empty[S], v_full[S], v_empty[S] (8 B each) */
+    static constexpr uint32_t BAR_BYTES = 8 * (1 + 4 * STAGES);
+    /* +1024: dynamic smem is only 16-B aligned; swizzled tiles need 1024-B alignment (D6). */
+    static constexpr uint32_t SMEM = OFF_BAR + BAR_BYTES + 1024;
+    /* Q and K rows are D bytes: D = 128 -> 128B swizzle, D = 64 -> 64B swizzle (B3).
+     * V^T rows are KT bytes: KT = 128 -> 128B, KT = 64 -> 64B. */
+    static constexpr int QK_SWZ = D;
+    static constexpr int V_SWZ = KT;
+};
+
+/* Shared-memory matrix descriptor (B1), K-major, swizzle span `swz` bytes (128 or 64): LBO
+ * unused (16), SBO = 8 rows x swz bytes between 8-row groups. */
+__device__ __forceinline__ uint64_t make_desc(uint32_t saddr, int swz) {
+    uint64_t d = (uint64_t)((saddr & 0x3FFFF) >> 4);
+    d |= (uint64_t)1 << 16;
+    d |= (uint64_t)((8 * swz) >> 4) << 32;
+    d |= (uint64_t)(swz == 128 ? 1 : 2) << 62;
+    return d;
+}
+
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+/* exp2 on the FMA pipe: x = n + f, n = rint(x) (the 1.5 * 2^23 magic add leaves n in the low
+ * mantissa bits of t), f in [-0.5, 0.5], 2^f by a degree-3 polynomial (relative error 7.5e-5,
+ * fitted for this file; below P's e4m3 step of 6 % and inside the brief's budgets), then n added to
+ * the exponent field (t << 23 == n << 23: the magic's own bits shift out). x is clamped at -125 so
+ * the exponent never underflows; below -125 (and for masked -inf) the result is 0. ~9 FMA/ALU
+ * instructions instead of one MUFU.EX2 (16/clk/SM). */
+__device__ __forceinline__ float exp2_poly(float x_in) {
+    const float x = fmaxf(x_in, -125.f);
+    const float t = __fadd_rn(x, 12582912.f);
+    const float n = __fsub_rn(t, 12582912.f);
+    const float f = __fsub_rn(x, n);
+    const float p = fmaf(fmaf(fmaf(0.055170539766550064f, f, 0.24260833859443665f), f, 0.693260908126831f), f,
+                         0.9999282360076904f);
+    const float r = __int_as_float(__float_as_int(p) + (int)((uint32_t)__float_as_int(t) << 23));
+    return x_in < -125.f ? 0.f : r;   /* masked scores (-inf) give exactly 0, as ex2 does */
+}
+
+/* Four floats -> four e4m3 bytes, x0 in the lowest byte (G1: cvt puts its first source in the
+ * high byte). RN, satfinite. */
+__device__ __forceinline__ uint32_t pack_e4m3x4(float x0, float x1, float x2, float x3) {
+    uint32_t r;
+    asm("{\n.reg .b16 lo, hi;\n"
+        "cvt.rn.satfinite.e4m3x2.f32 lo, %2, %1;\n"
+        "cvt.rn.satfinite.e4m3x2.f32 hi, %4, %3;\n"
+        "mov.b32 %0, {lo, hi};\n}\n"
+        : "=r"(r)
+        : "f"(x0), "f"(x1), "f"(x2), "f"(x3));
+    return r;
+}
+
+template <typename T> struct OutTraits;
+template <> struct OutTraits<__half> {
+    static __device__ __forceinline__ uint32_t pack2(float a, float b) {
+        __half2 h = __floats2half2_rn(a, b);
+        return *reinterpret_cast<uint32_t *>(&h);
+    }
+    static __device__ __forceinline__ __half one(float a) { return __float2half_rn(a); }
+    static __device__ __forceinline__ float load(const void *p, int64_t i) {
+        return __half2float(reinterpret_cast<const __half *>(p)[i]);
+    }
+};
+template <> struct OutTraits<__nv_bfloat16> {
+    static __device__ __forceinline__ uint32_t pack2(float a, float b) {
+        __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+        return *reinterpret_cast<uint32_t *>(&h);
+    }
+    static __device__ __forceinline__ __nv_bfloat16 one(float a) { return __float2bfloat16_rn(a); }
+    static __device__ __forceinline__ float load(const void *p, int64_t i) {
+        return __bfloat162float(reinterpret_cast<const __nv_bfloat16 *>(p)[i]);
+    }
+};
+
+/* Softmax of one KV tile, in place: S (int32 accumulators of QK^T) -> Pf (P~ as floats).
+ * Updates the running max m[2] (rows g, g+8; base-2 units, unshifted) and the thread's partial
+ * row sums l[2]; returns the rescale factors alpha[2] = exp2(m_old - m_new) of O.
+ * MASK: mask columns >= nk and, if causal, columns > row + off (natural order, A4 coordinates). */
+template <int NS, bool MASK, bool CAUSAL, int XP>
+__device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf)[NS], float sc, float (&m)[2],
+                                             float (&l)[2], float (&alpha)[2], int kv0, int nk, int row0,
+                                             int causal_off, int qd) {
+#pragma unroll
+    for (int i = 0; i < NS; ++i) Pf[i] = (float)(int)S[i];   /* exact: |S| < 2^22 */
+    if (MASK) {
+#pragma unroll
+        for (int i = 0; i < NS; ++i) {
+            const int col = kv0 + 8 * (i >> 2) + 2 * qd + (i & 1);
+            const int row = row0 + 8 * ((i >> 1) & 1);
+            bool dead = col >= nk;
+            if (CAUSAL) dead = dead || col > row + causal_off;
+            if (dead) Pf[i] = -INFINITY;
+        }
+    }
+    if (XP & XP_NO_SOFTMAX) {   /* experiment: scale only, no max / exp / sum */
+#pragma unroll
+        for (int i = 0; i < NS; ++i) Pf[i] *= sc;
+        alpha[0] = alpha[1] = 1.f;
+        l[0] += Pf[0];
+        l[1] += Pf[2];
+        return;
+    }
+    /* Row max as a tree: NP independent partial maxima per row instead of one dependent chain
+     * of NS/2. With one active warp per scheduler during a softmax, this ILP is what hides the
+     * latency. NP = 8 for 128-key tiles, 4 for 64-key tiles (register budget of pipeline v2). */
+    constexpr int NP = NS >= 64 ? 8 : 4;
+    float pm[2][NP];
+#pragma unroll
+    for (int k = 0; k < NP; ++k) pm[0][k] = pm[1][k] = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < NS; ++i) {
+        const int r = (i >> 1) & 1, k = (((i >> 2) * 2) + (i & 1)) % NP;
+        pm[r][k] = fmaxf(pm[r][k], Pf[i]);
+    }
+    float mx[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+#pragma unroll
+        for (int w = 1; w < NP; w *= 2)   /* adjacent pairs first: ((0,1),(2,3)),((0,2)),... */
+#pragma unroll
+            for (int k = 0; k + w < NP; k += 2 * w) pm[r][k] = fmaxf(pm[r][k], pm[r][k + w]);
+        mx[r] = pm[r][0];
+    }
+    float m_sh[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        /* sc > 0, so max(s) * sc == max(s * sc) after rounding (monotonic). Scale before the
+         * quad reduction: with per-thread K groups each lane of the quad has its own sc. */
+        mx[r] = __fmul_rn(mx[r], sc);
+        /* the 4 lanes of a quad hold the same two rows (A7 "row statistics") */
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        const float m_new = fmaxf(m[r], mx[r]);
+        const float m_use = m_new == -INFINITY ? 0.f : m_new;  /* fully masked so far: P = 0 */
+        alpha[r] = ex2(m[r] - m_use);                           /* m = -inf -> 0 */
+        m[r] = m_new;
+        m_sh[r] = __fsub_rn(m_use, SHIFT);
+    }
+    /* Row sums likewise in NP partial sums per row. */
+    float ps[2][NP];
+#pragma unroll
+    for (int k = 0; k < NP; ++k) ps[0][k] = ps[1][k] = 0.f;
+#pragma unroll
+    for (int i = 0; i < NS; ++i) {
+        const int r = (i >> 1) & 1, k = (((i >> 2) * 2) + (i & 1)) % NP;
+        /* The specification's rounding: S = fl(s * sc), then fl(S - (m - SHIFT)); no FMA
+         * contraction (an FFMA here differs by up to an ulp of S, which flips e4m3 roundings of
+         * P when |S| is large, e.g. K with a channel bias and smoothing off). */
+        const float x = __fsub_rn(__fmul_rn(Pf[i], sc), m_sh[r]);
+        constexpr int poly_mask = (XP & XP_POLY_HALF) ? 1 : (XP & XP_POLY_QUARTER) ? 3 : -1;
+        float p;
+        if (XP & XP_NO_MUFU) p = fmaf(x, 1.0e-3f, 0.5f);              /* experiment: FMA, not MUFU */
+        else if (poly_mask >= 0 && (i & poly_mask) == poly_mask) p = exp2_poly(x);
+        else p = ex2(x);
+        Pf[i] = p;
+        ps[r][k] += p;
+    }
+    float rs[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+#pragma unroll
+        for (int w = 1; w < NP; w *= 2)
+#pragma unroll
+            for (int k = 0; k + w < NP; k += 2 * w) ps[r][k] = ps[r][k] + ps[r][k + w];
+        rs[r] = ps[r][0];
+    }
+    l[0] = l[0] * alpha[0] + rs[0];
+    l[1] = l[1] * alpha[1] + rs[1];
+}
+
+/* P~ floats -> the A-fragment registers of the PV wgmma (NS/16 k32 chunks x 4 registers), A7. */
+template <int NS>
+__device__ __forceinline__ void pack_p(const float (&Pf)[NS], uint32_t (&P)[NS / 4]) {
+#pragma unroll
+    for (int c = 0; c < NS / 16; ++c) {
+        const int b = 16 * c;
+        P[4 * c + 0] = pack_e4m3x4(Pf[b + 0], Pf[b + 1], Pf[b + 4], Pf[b + 5]);
+        P[4 * c + 1] = pack_e4m3x4(Pf[b + 2], Pf[b + 3], Pf[b + 6], Pf[b + 7]);
+        P[4 * c + 2] = pack_e4m3x4(Pf[b + 8], Pf[b + 9], Pf[b + 12], Pf[b + 13]);
+        P[4 * c + 3] = pack_e4m3x4(Pf[b + 10], Pf[b + 11], Pf[b + 14], Pf[b + 15]);
+    }
+}
+
+/* Issue S = Q . K^T for one KV tile of KT keys: D/32 k-steps of 32 bytes along each row (B3). */
+template <int D, int KT>
+__device__ __forceinline__ void issue_qk(uint32_t (&S)[KT / 2], uint64_t qdesc, uint64_t kdesc) {
+    if constexpr (KT == 128) {
+        wgmma_s8_ss_n128_first(S, qdesc, kdesc);
+#pragma unroll
+        for (int ks = 1; ks < D / 32; ++ks) wgmma_s8_ss_n128_acc(S, qdesc + 2 * ks, kdesc + 2 * ks);
+    } else {
+        wgmma_s8_ss_n64_first(S, qdesc, kdesc);
+#pragma unroll
+        for (int ks = 1; ks < D / 32; ++ks) wgmma_s8_ss_n64_acc(S, qdesc + 2 * ks, kdesc + 2 * ks);
+    }
+}
+
+/* Issue T = P . V for one KV tile: KT/32 k32 chunks of tokens; the V^T tile has KT-byte rows,
+ * chunk c starts 32c bytes into each row (+2 in the descriptor's 16-byte address field). */
+template <int D, int KT>
+__device__ __forceinline__ void issue_pv(float (&T)[D / 2], const uint32_t (&P)[KT / 8], uint64_t vdesc) {
+#pragma unroll
+    for (int c = 0; c < KT / 32; ++c) {
+        const uint32_t a[4] = {P[4 * c], P[4 * c + 1], P[4 * c + 2], P[4 * c + 3]};
+        if (c == 0) wgmma_pv<D>::first(T, a, vdesc);
+        else wgmma_pv<D>::acc(T, a, vdesc + 2 * c);
+    }
+}
+
+/* Ping-pong of the two consumer warpgroups (E6): WG c waits for its turn, issues, hands over. */
+template <int XP> __device__ __forceinline__ void pp_wait(int c, bool first) {
+    if (XP & XP_NO_PINGPONG) return;
+    if (c == 0) {
+        if (!first) named_sync<1, 256>();
+    } else {
+        named_sync<2, 256>();
+    }
+}
+template <int XP> __device__ __forceinline__ void pp_signal(int c) {
+    if (XP & XP_NO_PINGPONG) return;
+    if (c == 0) named_arrive<2, 256>();
+    else named_arrive<1, 256>();
+}
+
+/* Pipeline v2: what one tile's step needs besides its register arrays. */
+struct V2Ctx {
+    uint32_t s_k, s_v, bar_kf, bar_ke, bar_vf, bar_ve;
+    uint64_t qdesc;
+    const float *ks_ptr;
+    int ks_step;
+    float qs, cs;                       /* S scale of tile j: (qs * ks_j) * cs, the spec's order */
+    int nk, row0, causal_off, qd, lane, rmin;
+};
+
+/* Pipeline v2, one KV tile j: issue QK(j+1) (unless LAST), wait for S(j), softmax(j) while
+ * QK(j+1) and PV(j-1) run, wait for PV(j-1) (unless FIRST) and add it into O, pack P(j) and
+ * issue PV(j). The wait_group counts follow from the commit order QK(j), PV(j-1), QK(j+1)
+ * (every group non-empty, so ptxas can prove which wgmma each wait covers and keeps them
+ * asynchronous: no C7514/C7515 serialization). */
+template <int D, int KT, bool CAUSAL, int XP, bool FIRST, bool LAST>
+__device__ __forceinline__ void v2_step(int j, uint32_t (&Scur)[KT / 2], uint32_t (&Snxt)[KT / 2],
+                                        float (&Pf)[KT / 2], float (&T)[D / 2], uint32_t (&P)[KT / 8],
+                                        float (&O)[D / 2], float (&m)[2], float (&l)[2], float (&alpha_prev)[2],
+                                        int &st, uint32_t &ph, const V2Ctx &x) {
+    using C = Cfg<D, KT>;
+    constexpr int NS = KT / 2;
+    const float ks = x.ks_ptr[j * x.ks_step];
+    const int st1 = st + 1 == C::STAGES ? 0 : st + 1;
+    const uint32_t ph1 = st + 1 == C::STAGES ? ph ^ 1u : ph;
+    if constexpr (!LAST) {
+        mbar_wait(x.bar_kf + 8 * st1, ph1);
+        wgmma_fence();
+        issue_qk<D, KT>(Snxt, x.qdesc, make_desc(x.s_k + st1 * C::K_BYTES, C::QK_SWZ));
+        wgmma_commit();                 /* QK(j+1) */
+    }
+    wgmma_wait<(FIRST ? 0 : 1) + (LAST ? 0 : 1)>();   /* QK(j) done */
+    reg_fence_arr(Scur);
+    __syncwarp();
+    if (x.lane == 0) mbar_arrive(x.bar_ke + 8 * st);
+    float alpha[2];
+    const int kv0 = j * KT;
+    if (kv0 + KT > x.nk || (CAUSAL && kv0 + KT - 1 > x.rmin + x.causal_off))
+        softmax_tile<NS, true, CAUSAL, XP>(Scur, Pf, (x.qs * ks) * x.cs, m, l, alpha, kv0, x.nk, x.row0, x.causal_off, x.qd);
+    else
+        softmax_tile<NS, false, CAUSAL, XP>(Scur, Pf, (x.qs * ks) * x.cs, m, l, alpha, kv0, x.nk, x.row0, x.causal_off, x.qd);
+    if constexpr (!FIRST) {
+        wgmma_wait<LAST ? 0 : 1>();     /* PV(j-1) done */
+        reg_fence_arr(T);
+        reg_fence_arr(P);
+        __syncwarp();
+        if (x.lane == 0) mbar_arrive(x.bar_ve + 8 * (st == 0 ? C::STAGES - 1 : st - 1));
+#pragma unroll
+        for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha_prev[(i >> 1) & 1], T[i]);
+    }
+    alpha_prev[0] = alpha[0];
+    alpha_prev[1] = alpha[1];
+    pack_p<NS>(Pf, P);
+    mbar_wait(x.bar_vf + 8 * st, ph);
+    reg_fence_arr(P);
+    wgmma_fence();
+    if (!(XP & XP_NO_PV)) issue_pv<D, KT>(T, P, make_desc(x.s_v + st * C::V_BYTES, C::V_SWZ));
+    wgmma_commit();                     /* PV(j) */
+    st = st1;
+    ph = ph1;
+}
+
+template <int D, int KT, int PIPE, bool CAUSAL, typename OutT, int XP>
+__global__ void __launch_bounds__(NTHREADS, 1)
+    attn_qk_int8_pv_fp8_sm90(const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
+                             const __grid_constant__ CUtensorMap tm_v, const __grid_constant__ sage_sm90_params p) {
+    using C = Cfg<D, KT>;
+    constexpr int NS = KT / 2;         /* S registers per thread (m64 x KT tile, A4) */
+    extern __shared__ uint8_t smem_raw[];
+    const uint32_t sbase = (smem_addr(smem_raw) + 1023u) & ~1023u;
+    const uint32_t s_q = sbase + C::OFF_Q, s_k = sbase + C::OFF_K, s_v = sbase + C::OFF_V;
+    const uint32_t bar_q = sbase + C::OFF_BAR;
+    const uint32_t bar_kf = bar_q + 8, bar_ke = bar_kf + 8 * C::STAGES;
+    const uint32_t bar_vf = bar_ke + 8 * C::STAGES, bar_ve = bar_vf + 8 * C::STAGES;
+
+    /* Heavier (causal: later) Q tiles first. */
+    const int qtile = gridDim.x - 1 - blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int hk = h / p.group;
+    const int q0 = qtile * CTA_Q;
+    const int causal_off = p.causal == SAGE_CAUSAL_BOTTOM_RIGHT ? p.nk - p.nq : 0;
+
+    /* KV tiles this CTA visits: causal stops after the tile holding the last visible key of its
+     * last valid row. */
+    int n_kv = (p.nk + KT - 1) / KT;
+    if (CAUSAL) {
+        const int kmax = min(q0 + CTA_Q - 1, p.nq - 1) + causal_off;
+        n_kv = kmax < 0 ? 0 : min(n_kv, kmax / KT + 1);
+    }
+
+    const int tid = threadIdx.x;
+    if (tid == 0) {
+        mbar_init(bar_q, 1);
+        for (int s = 0; s < C::STAGES; ++s) {
+            mbar_init(bar_kf + 8 * s, 1);      /* the producer's arrive.expect_tx */
+            mbar_init(bar_ke + 8 * s, 8);      /* one arrive per consumer warp */
+            mbar_init(bar_vf + 8 * s, 1);
+            mbar_init(bar_ve + 8 * s, 8);
+        }
+        mbar_init_fence();
+    }
+    __syncthreads();
+
+    const int wg = tid / 128;
+    if (wg == 0) {
+        /* ---------------- producer ---------------- */
+        setmaxnreg_dec<24>();
+        if (tid == 0 && n_kv > 0) {
+            tma_prefetch_desc(&tm_q);
+            tma_prefetch_desc(&tm_k);
+            tma_prefetch_desc(&tm_v);
+            const int yq = (int)(((int64_t)b * p.heads_q + h) * p.nq_pad + q0);
+            const int yk = (int)(((int64_t)b * p.heads_kv + hk) * p.nk_pad);
+            const int yv = (int)(((int64_t)b * p.heads_kv + hk) * D);
+            mbar_arrive_expect_tx(bar_q, C::Q_BYTES);
+            tma_load_2d(s_q, &tm_q, 0, yq, bar_q);
+            int st = 0;
+            uint32_t ph = 0;
+            for (int j = 0; j < n_kv; ++j) {
+                mbar_wait(bar_ke + 8 * st, ph ^ 1u);
+                mbar_arrive_expect_tx(bar_kf + 8 * st, C::K_BYTES);
+                tma_load_2d(s_k + st * C::K_BYTES, &tm_k, 0, yk + j * KT, bar_kf + 8 * st);
+                mbar_wait(bar_ve + 8 * st, ph ^ 1u);
+                mbar_arrive_expect_tx(bar_vf + 8 * st, C::V_BYTES);
+                tma_load_2d(s_v + st * C::V_BYTES, &tm_v, j * KT, yv, bar_vf + 8 * st);
+                if (++st == C::STAGES) { st = 0; ph ^= 1u; }
+            }
+        }
+        return;
+    }
+
+    /* ---------------- consumers ---------------- */
+    setmaxnreg_inc<240>();
+    const int c = wg - 1;              /* consumer warpgroup 0 / 1: rows 64c .. 64c+63 */
+    const int t = tid - 128 * wg;
+    const int w = t / 32, lane = t % 32, g = lane / 4, qd = lane % 4;
+    const int row0 = q0 + WG_Q * c + 16 * w + g; /* this thread's rows: row0, row0 + 8 */
+
+    const sage_geometry geo = {CTA_Q, KT, SAGE_SM90_WARPS_Q};
+    const sage_qk_groups gran = (sage_qk_groups)p.qk_gran;
+    const int64_t bh = (int64_t)b * p.heads_q + h, bhk = (int64_t)b * p.heads_kv + hk;
+    const float qs = p.q_scale[bh * p.n_q_groups + sage_q_group(geo, gran, row0)];
+    const float cs = p.sm_scale * LOG2E;  /* scores in base-2 units; S scale = (qs * ks) * cs */
+    /* K scale of tile j: ks_ptr[j * ks_step] (geometry.h: per-thread groups are (tile, q), 4 per
+     * tile; per-block and per-warp one per tile). */
+    const int ks_step = gran == SAGE_QK_PER_THREAD ? 4 : 1;
+    const float *ks_ptr = p.k_scale + bhk * p.n_k_groups + sage_k_group(geo, gran, 2 * qd);
+
+    float O[D / 2];
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) O[i] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, alpha_prev[2] = {0.f, 0.f};
+
+    const uint64_t qdesc = make_desc(s_q + c * (WG_Q * D), C::QK_SWZ);
+    const int rmin = q0 + WG_Q * c;  /* first row of this warpgroup */
+
+    if constexpr (PIPE == 1) {
+      if (n_kv > 0) {
+        /* Pipeline v1: per tile, QK^T(j) and PV(j-1) are issued together and the
+         * softmax of tile j overlaps PV(j-1); the QK^T latency is exposed and covered by the
+         * other warpgroup (ping-pong). */
+        uint32_t S[NS];
+        float Pf[NS];
+        float T[D / 2];
+        uint32_t P[NS / 4];
+        auto softmax = [&](int j, float sc) {
+            float alpha[2];
+            const int kv0 = j * KT;
+            if (kv0 + KT > p.nk || (CAUSAL && kv0 + KT - 1 > rmin + causal_off))
+                softmax_tile<NS, true, CAUSAL, XP>(S, Pf, sc, m, l, alpha, j * KT, p.nk, row0, causal_off, qd);
+            else
+                softmax_tile<NS, false, CAUSAL, XP>(S, Pf, sc, m, l, alpha, j * KT, p.nk, row0, causal_off, qd);
+            return make_float2(alpha[0], alpha[1]);
+        };
+
+        mbar_wait(bar_q, 0);
+
+        /* slot 0: S(0) */
+        float ks = ks_ptr[0];
+        pp_wait<XP>(c, true);
+        mbar_wait(bar_kf, 0);
+        wgmma_fence();
+        issue_qk<D, KT>(S, qdesc, make_desc(s_k, C::QK_SWZ));
+        wgmma_commit();
+        pp_signal<XP>(c);
+        wgmma_wait<0>();
+        reg_fence_arr(S);
+        __syncwarp();
+        if (lane == 0) mbar_arrive(bar_ke);
+        {
+            float2 a = softmax(0, (qs * ks) * cs);
+            alpha_prev[0] = a.x;
+            alpha_prev[1] = a.y;
+        }
+        pack_p<NS>(Pf, P);
+
+      if constexpr (XP & XP_EARLY_QK) {
+        /* Variant: the O update of PV(j-2) moves after the issue of QK(j) (T is consumed one
+         * iteration later), so QK(j) leaves ~64 instructions earlier. alpha1/alpha2: the rescale
+         * factors of tiles j-1 and j-2. */
+        float alpha1[2] = {alpha_prev[0], alpha_prev[1]}, alpha2[2] = {0.f, 0.f};
+        for (int j = 1; j < n_kv; ++j) {
+            const int st = j % C::STAGES, pst = (j - 1) % C::STAGES;
+            const uint32_t ph = (uint32_t)(j / C::STAGES) & 1u, pph = (uint32_t)((j - 1) / C::STAGES) & 1u;
+            ks = ks_ptr[j * ks_step];
+            pp_wait<XP>(c, false);
+            mbar_wait(bar_kf + 8 * st, ph);
+            reg_fence_arr(P);
+            wgmma_fence();
+            issue_qk<D, KT>(S, qdesc, make_desc(s_k + st * C::K_BYTES, C::QK_SWZ));
+            wgmma_commit();
+            if (j >= 2) {            /* T = PV(j-2), complete since the end of the last iteration */
+#pragma unroll
+                for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha2[(i >> 1) & 1], T[i]);
+            }
+            mbar_wait(bar_vf + 8 * pst, pph);
+            reg_fence_arr(T);
+            wgmma_fence();
+            issue_pv<D, KT>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
+            wgmma_commit();
+            pp_signal<XP>(c);
+
+            wgmma_wait<1>();          /* S(j) ready */
+            reg_fence_arr(S);
+            __syncwarp();
+            if (lane == 0) mbar_arrive(bar_ke + 8 * st);
+            const float2 a = softmax(j, (qs * ks) * cs);
+
+            wgmma_wait<0>();          /* T = PV(j-1) ready */
+            reg_fence_arr(T);
+            reg_fence_arr(P);
+            __syncwarp();
+            if (lane == 0) mbar_arrive(bar_ve + 8 * pst);
+            pack_p<NS>(Pf, P);
+            alpha2[0] = alpha1[0];
+            alpha2[1] = alpha1[1];
+            alpha1[0] = a.x;
+            alpha1[1] = a.y;
+        }
+        /* last slot: O += PV(n-2) (if any), then T = P(n-1) V(n-1) */
+        {
+            const int pst = (n_kv - 1) % C::STAGES;
+            const uint32_t pph = (uint32_t)((n_kv - 1) / C::STAGES) & 1u;
+            pp_wait<XP>(c, false);
+            if (n_kv >= 2) {
+#pragma unroll
+                for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha2[(i >> 1) & 1], T[i]);
+            }
+            mbar_wait(bar_vf + 8 * pst, pph);
+            reg_fence_arr(P);
+            reg_fence_arr(T);
+            wgmma_fence();
+            issue_pv<D, KT>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
+            wgmma_commit();
+            pp_signal<XP>(c);
+            wgmma_wait<0>();
+            reg_fence_arr(T);
+            __syncwarp();
+            if (lane == 0) mbar_arrive(bar_ve + 8 * pst);
+#pragma unroll
+            for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha1[(i >> 1) & 1], T[i]);
+        }
+      } else {
+          /* slots 1 .. n_kv-1: S(j) and T = P(j-1) V(j-1) in flight, softmax(j) meanwhile */
+          for (int j = 1; j < n_kv; ++j) {
+              const int st = j % C::STAGES, pst = (j - 1) % C::STAGES;
+              const uint32_t ph = (uint32_t)(j / C::STAGES) & 1u, pph = (uint32_t)((j - 1) / C::STAGES) & 1u;
+              ks = ks_ptr[j * ks_step];
+              pp_wait<XP>(c, false);
+              mbar_wait(bar_kf + 8 * st, ph);
+              reg_fence_arr(P);
+              wgmma_fence();
+              issue_qk<D, KT>(S, qdesc, make_desc(s_k + st * C::K_BYTES, C::QK_SWZ));
+              wgmma_commit();
+              mbar_wait(bar_vf + 8 * pst, pph);
+              if (!(XP & XP_NO_PV)) issue_pv<D, KT>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
+              wgmma_commit();
+              pp_signal<XP>(c);
+
+              wgmma_wait<1>();          /* S(j) ready */
+              reg_fence_arr(S);
+              __syncwarp();
+              if (lane == 0) mbar_arrive(bar_ke + 8 * st);
+              const float2 a = softmax(j, (qs * ks) * cs);
+
+              wgmma_wait<0>();          /* T ready */
+              reg_fence_arr(T);
+              reg_fence_arr(P);
+              __syncwarp();
+              if (lane == 0) mbar_arrive(bar_ve + 8 * pst);
+#pragma unroll
+              for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha_prev[(i >> 1) & 1], T[i]);
+              alpha_prev[0] = a.x;
+              alpha_prev[1] = a.y;
+              pack_p<NS>(Pf, P);
+          }
+
+          /* last slot: T = P(n-1) V(n-1) */
+          {
+              const int pst = (n_kv - 1) % C::STAGES;
+              const uint32_t pph = (uint32_t)((n_kv - 1) / C::STAGES) & 1u;
+              pp_wait<XP>(c, false);
+              mbar_wait(bar_vf + 8 * pst, pph);
+              reg_fence_arr(P);
+              wgmma_fence();
+              issue_pv<D, KT>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
+              wgmma_commit();
+              pp_signal<XP>(c);
+              wgmma_wait<0>();
+              reg_fence_arr(T);
+              __syncwarp();
+              if (lane == 0) mbar_arrive(bar_ve + 8 * pst);
+#pragma unroll
+              for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha_prev[(i >> 1) & 1], T[i]);
+          }
+      }
+        if (c == 0 && !(XP & XP_NO_PINGPONG))
+            named_sync<1, 256>();           /* consume WG2's last hand-over (E6) */
+      }
+    } else {
+      if (n_kv > 0) {
+        /* Pipeline v2: while the softmax of tile j runs, both QK^T(j+1) and
+         * PV(j-1) are in flight, so neither matmul's latency is exposed. Registers: two S sets
+         * (2 x KT/2) + T (D/2) + O (D/2) + P (KT/8) = 136 at D = 64, KT = 64 (built only
+         * there: D = 128 or KT = 128 spill). Commit groups, oldest first:
+         * QK(j), PV(j-1), QK(j+1): wait_group 2 -> S(j) ready; wait_group 1 -> T = PV(j-1)
+         * ready (fewer on the first and last tiles). */
+        uint32_t Sa[NS], Sb[NS];
+        float Pf[NS];
+        float T[D / 2];
+        uint32_t P[NS / 4];
+
+        mbar_wait(bar_q, 0);
+        mbar_wait(bar_kf, 0);
+        wgmma_fence();
+        issue_qk<D, KT>(Sa, qdesc, make_desc(s_k, C::QK_SWZ));
+        wgmma_commit();                     /* QK(0) */
+
+        int st = 0;                         /* stage of tile j */
+        uint32_t ph = 0;                    /* its parity */
+        const V2Ctx x = {s_k, s_v, bar_kf, bar_ke, bar_vf, bar_ve, qdesc, ks_ptr, ks_step, qs, cs,
+                         p.nk, row0, causal_off, qd, lane, rmin};
+#define SAGE_V2_STEP(F, L, J, SC, SN) \
+    v2_step<D, KT, CAUSAL, XP, F, L>(J, SC, SN, Pf, T, P, O, m, l, alpha_prev, st, ph, x)
+        if (n_kv == 1) {
+            SAGE_V2_STEP(true, true, 0, Sa, Sb);
+        } else {
+            SAGE_V2_STEP(true, false, 0, Sa, Sb);
+            int j = 1;                      /* S(j) is in Sb for odd j, Sa for even j */
+            for (; j + 2 < n_kv; j += 2) {
+                SAGE_V2_STEP(false, false, j, Sb, Sa);
+                SAGE_V2_STEP(false, false, j + 1, Sa, Sb);
+            }
+            if (j + 1 < n_kv) {
+                SAGE_V2_STEP(false, false, j, Sb, Sa);
+                SAGE_V2_STEP(false, true, j + 1, Sa, Sb);
+            } else {
+                SAGE_V2_STEP(false, true, j, Sb, Sa);
+            }
+        }
+#undef SAGE_V2_STEP
+
+        wgmma_wait<0>();                    /* PV(n-1) */
+        reg_fence_arr(T);
+        __syncwarp();
+        if (lane == 0) mbar_arrive(bar_ve + 8 * (st == 0 ? C::STAGES - 1 : st - 1));
+#pragma unroll
+        for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha_prev[(i >> 1) & 1], T[i]);
+      }
+    }
+
+    /* ---------------- epilogue ---------------- */
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    const float inv[2] = {l[0] > 0.f ? 1.f / l[0] : 0.f, l[1] > 0.f ? 1.f / l[1] : 0.f};
+    const float *vs = p.v_scale + bhk * D;
+    const float *vm = p.v_mean ? p.v_mean + bhk * D : nullptr;
+    OutT *o_head = reinterpret_cast<OutT *>(p.o) + (int64_t)b * p.o_sb + (int64_t)h * p.o_sh;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int row = row0 + 8 * r;
+        if (row >= p.nq) continue;
+        OutT *orow = o_head + (int64_t)row * p.o_sn;
+        const bool live = l[r] > 0.f;
+#pragma unroll
+        for (int jb = 0; jb < D / 8; ++jb) {
+            const int d = 8 * jb + 2 * qd;
+            float v0 = O[4 * jb + 2 * r] * inv[r] * vs[d];
+            float v1 = O[4 * jb + 2 * r + 1] * inv[r] * vs[d + 1];
+            if (vm && live) {
+                v0 += vm[d];
+                v1 += vm[d + 1];
+            }
+            if (p.o_pairs) {
+                *reinterpret_cast<uint32_t *>(orow + d) = OutTraits<OutT>::pack2(v0, v1);
+            } else {
+                orow[d] = OutTraits<OutT>::one(v0);
+                orow[d + 1] = OutTraits<OutT>::one(v1);
+            }
+        }
+    }
+    if (p.lse) {
+        /* q . k_mean of the raw (unquantized) row: each lane of the quad sums D/4 channels. */
+        float qk[2] = {0.f, 0.f};
+        if (p.k_mean) {
+            const float *km = p.k_mean + bhk * D;
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int row = min(row0 + 8 * r, p.nq - 1);
+                const int64_t base = (int64_t)b * p.q_sb + (int64_t)h * p.q_sh + (int64_t)row * p.q_sn;
+                float acc = 0.f;
+                for (int d = qd * (D / 4); d < (qd + 1) * (D / 4); ++d)
+                    acc = fmaf(OutTraits<OutT>::load(p.q, base + d), km[d], acc);
+                acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+                acc += __shfl_xor_sync(0xffffffffu, acc, 2);
+                qk[r] = acc;
+            }
+        }
+        if (qd == 0) {
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int row = row0 + 8 * r;
+                if (row >= p.nq) continue;
+                p.lse[bh * p.nq + row] =
+                    l[r] > 0.f ? LN2 * (m[r] + log2f(l[r]) - SHIFT) + p.sm_scale * qk[r] : -INFINITY;
+            }
+        }
+    }
+}
+
+/* ---------------- host side ---------------- */
+
+typedef CUresult (*encode_tiled_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                    const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                    CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+/* cuTensorMapEncodeTiled through the runtime's driver entry point (D2): no link to libcuda.
+ * A function-local static is initialised once, thread-safely (C++11). */
+static encode_tiled_fn get_encode(void) {
+    static encode_tiled_fn fn = []() -> encode_tiled_fn {
+        void *f = nullptr;
+        cudaDriverEntryPointQueryResult qr;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &qr) !=
+                cudaSuccess ||
+            qr != cudaDriverEntryPointSuccess)
+            return nullptr;
+        return (encode_tiled_fn)f;
+    }();
+    return fn;
+}
+
+/* 2-D uint8 map: rows of `width` bytes (pitch = width), box {box_w, box_h}. */
+static bool make_map(encode_tiled_fn enc, CUtensorMap *tm, const void *base, uint64_t width, uint64_t rows,
+                     uint32_t box_w, uint32_t box_h, CUtensorMapSwizzle swz) {
+    const cuuint64_t dims[2] = {width, rows};
+    const cuuint64_t strides[1] = {width};
+    const cuuint32_t box[2] = {box_w, box_h};
+    const cuuint32_t estr[2] = {1, 1};
+    return enc(tm, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void *>(base), dims, strides, box, estr,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, swz, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <int D, int KT, int PIPE, bool CAUSAL, typename OutT, int XP = 0>
+static sage_status launch_t(const sage_sm90_params *p, const CUtensorMap &tq, const CUtensorMap &tk,
+                            const CUtensorMap &tv, cudaStream_t stream, sage_msg msg) {
+    auto kern = attn_qk_int8_pv_fp8_sm90<D, KT, PIPE, CAUSAL, OutT, XP>;
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Cfg<D, KT>::SMEM);
+    if (e != cudaSuccess)
+        return sage_fail(msg, SAGE_ERR_CUDA, "sm90: cudaFuncSetAttribute: %s", cudaGetErrorString(e));
+    dim3 grid((unsigned)(p->nq_pad / CTA_Q), (unsigned)p->heads_q, (unsigned)p->batch);
+    kern<<<grid, NTHREADS, Cfg<D, KT>::SMEM, stream>>>(tq, tk, tv, *p);
+    e = cudaPeekAtLastError();
+    if (e != cudaSuccess)
+        return sage_fail(msg, SAGE_ERR_CUDA, "sm90 kernel launch: %s", cudaGetErrorString(e));
+    return SAGE_OK;
+}
+
+/* Instances: pipeline v1 with 128-key tiles for D = 64 and 128; pipeline v2 with 64-key tiles for
+ * D = 64 (v2 spills at D = 128, and at D = 64 with 128-key tiles: 2 x 64 S + 32 T + 32 O + 16 P
+ * plus the wgmma register-block fragmentation exceed 240). */
+static sage_status launch_all(const sage_sm90_params *p, int d, int kt, int pipe, int bf16, const CUtensorMap &tq,
+                              const CUtensorMap &tk, const CUtensorMap &tv, cudaStream_t stream, sage_msg msg) {
+    const bool causal = p->causal != SAGE_CAUSAL_NONE;
+#ifdef SAGE_SM90_EXPERIMENTS
+    if (pipe == 1 && kt == 128 && p->flags && d == 128 && !causal && !bf16) {
+        switch (p->flags) {
+        case 1: return launch_t<128, 128, 1, false, __half, 1>(p, tq, tk, tv, stream, msg);
+        case 2: return launch_t<128, 128, 1, false, __half, 2>(p, tq, tk, tv, stream, msg);
+        case 4: return launch_t<128, 128, 1, false, __half, 4>(p, tq, tk, tv, stream, msg);
+        case 8: return launch_t<128, 128, 1, false, __half, 8>(p, tq, tk, tv, stream, msg);
+        case 16: return launch_t<128, 128, 1, false, __half, 16>(p, tq, tk, tv, stream, msg);
+        case 32: return launch_t<128, 128, 1, false, __half, 32>(p, tq, tk, tv, stream, msg);
+        case 64: return launch_t<128, 128, 1, false, __half, 64>(p, tq, tk, tv, stream, msg);
+        case 80: return launch_t<128, 128, 1, false, __half, 80>(p, tq, tk, tv, stream, msg);
+        default: break;
+        }
+    }
+#endif
+#define SAGE_SM90_L(DD, KK, PP)                                                                            \
+    do {                                                                                                   \
+        if (bf16) {                                                                                        \
+            if (causal) return launch_t<DD, KK, PP, true, __nv_bfloat16>(p, tq, tk, tv, stream, msg);      \
+            return launch_t<DD, KK, PP, false, __nv_bfloat16>(p, tq, tk, tv, stream, msg);                 \
+        }                                                                                                  \
+        if (causal) return launch_t<DD, KK, PP, true, __half>(p, tq, tk, tv, stream, msg);                 \
+        return launch_t<DD, KK, PP, false, __half>(p, tq, tk, tv, stream, msg);                            \
+    } while (0)
+    if (d == 128 && kt == 128 && pipe == 1) SAGE_SM90_L(128, 128, 1);
+    if (d == 64 && kt == 128 && pipe == 1) SAGE_SM90_L(64, 128, 1);
+    if (d == 64 && kt == 64 && pipe == 2) SAGE_SM90_L(64, 64, 2);
+#undef SAGE_SM90_L
+    return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: no instance for head_dim %d, KV tile %d, pipeline %d", d, kt,
+                     pipe);
+}
+
+}  // namespace sage_sm90
+
+size_t sage_sm90_smem_bytes(int d, int cta_k) {
+    using namespace sage_sm90;
+    if (cta_k == 128) return d == 64 ? Cfg<64, 128>::SMEM : Cfg<128, 128>::SMEM;
+    return d == 64 ? Cfg<64, 64>::SMEM : Cfg<128, 64>::SMEM;
+}
+
+sage_status sage_sm90_launch(const sage_sm90_params *p, int d, int bf16, const void *q8, const void *k8,
+                             const void *v8, cudaStream_t stream, sage_msg msg) {
+    using namespace sage_sm90;
+    if (d != 64 && d != 128) return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: head_dim %d not 64 or 128", d);
+    const int kt = p->cta_k;
+    if (kt != 64 && kt != 128) return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: KV tile %d not 64 or 128", kt);
+    encode_tiled_fn enc = get_encode();
+    if (!enc) return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: cuTensorMapEncodeTiled unavailable");
+    if (p->nq_pad % CTA_Q || p->nk_pad % kt)
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: workspace not padded to the tiles");
+    /* TMA coordinates are int32: rows of the 2-D views must stay below 2^31. */
+    const int64_t q_rows = (int64_t)p->batch * p->heads_q * p->nq_pad;
+    const int64_t k_rows = (int64_t)p->batch * p->heads_kv * p->nk_pad;
+    const int64_t v_rows = (int64_t)p->batch * p->heads_kv * d;
+    if (q_rows >= ((int64_t)1 << 31) || k_rows >= ((int64_t)1 << 31) || v_rows >= ((int64_t)1 << 31) ||
+        p->nk_pad >= ((int64_t)1 << 31) ||
+        p->heads_q > 65535 || p->batch > 65535)
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: problem too large for this kernel's grid");
+    /* Q, K rows are d bytes (SW128 at d = 128, SW64 at d = 64); V^T rows are kt bytes. */
+    const CUtensorMapSwizzle swz_qk = d == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B;
+    const CUtensorMapSwizzle swz_v = kt == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B;
+    alignas(64) CUtensorMap tq, tk, tv;
+    if (!make_map(enc, &tq, q8, (uint64_t)d, (uint64_t)q_rows, (uint32_t)d, CTA_Q, swz_qk) ||
+        !make_map(enc, &tk, k8, (uint64_t)d, (uint64_t)k_rows, (uint32_t)d, (uint32_t)kt, swz_qk) ||
+        !make_map(enc, &tv, v8, (uint64_t)p->nk_pad, (uint64_t)v_rows, (uint32_t)kt, (uint32_t)d, swz_v))
+        return sage_fail(msg, SAGE_ERR_CUDA, "sm90: cuTensorMapEncodeTiled failed");
+    /* pipe 0 = the default: v1 with 128-key tiles, v2 with 64-key tiles (the geometry decides). */
+    const int pipe = p->pipe ? p->pipe : (kt == 64 ? 2 : 1);
+    return launch_all(p, d, kt, pipe, bf16, tq, tk, tv, stream, msg);
+}

@@ -1,0 +1,31 @@
+/* Private: the Hopper (sm90a) kernel of sageattn, as seen by the CUDA dispatch (src/cuda/select.cu).
+ *
+ * Contract with select.cu: SAGE_SM90_KERNEL_NAME names the kernel, sage_sm90_kernel is its
+ * descriptor, and sage_sm90_select says whether it takes a problem (p validated, p->pv resolved);
+ * when it does not, the message says why and the portable kernel runs instead.
+ * Built only with SAGE_HAVE_SM90A (the sm_90a objects); its code runs only on sm_90. */
+#ifndef SAGE_SM90_H
+#define SAGE_SM90_H
+
+#include "../../internal.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SAGE_SM90_KERNEL_NAME "cuda_sm90_wgmma"
+
+/* INT8 QK^T + FP8 PV on wgmma, TMA, warp-specialised ping-pong (attn_qk_int8_pv_fp8_sm90.cu).
+ * Geometry {cta_q 128, cta_k SAGE_SM90_CTA_K (128), warps_q 8}: each of the two consumer
+ * warpgroups owns 64 rows (attn_sm90.h). */
+extern const sage_kernel sage_sm90_kernel;
+
+/* SAGE_OK and *kernel = &sage_sm90_kernel when the Hopper kernel runs p; else
+ * SAGE_ERR_UNSUPPORTED (or SAGE_ERR_HEAD_DIM) with the reason: 16-bit PV, head_dim not 64/128,
+ * smooth Q, sizes beyond the kernel's 32-bit grid/TMA coordinates. */
+sage_status sage_sm90_select(sage_problem *p, const sage_kernel **kernel, sage_msg msg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,108 @@
+/* The sm90a kernel's descriptor: selection, workspace size and run (quantize, then attention).
+ * No allocation, no synchronisation: the quantization kernels and the attention kernel are
+ * launched on the caller's stream, the tensor maps are encoded on the host. */
+#include "sm90.h"
+
+#include "../cuda_common.h"
+#include "../quant.h"
+#include "attn_sm90.h"
+
+namespace {
+
+const sage_geometry kGeometry = {SAGE_SM90_CTA_Q, SAGE_SM90_CTA_K, SAGE_SM90_WARPS_Q};
+
+/* The kernel's native head dims; everything else goes to the portable path (for now). */
+bool head_dim_ok(int64_t d) { return d == 64 || d == 128; }
+
+size_t sm90_workspace(const sage_kernel *k, const sage_problem *p) {
+    sage_cuda_quant_layout L;
+    sage_cuda_quant_layout_init(p, k->geometry, p->a.head_dim, &L);
+    return sage_align_ws(L.total);
+}
+
+sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void *stream, sage_msg msg) {
+    const sage_args *a = &p->a;
+    const sage_cuda_device_props *props;
+    if (sage_status s = sage_cuda_device_props_get(a->device_ordinal, &props, msg)) return s;
+    if (!sage_has_wgmma(props->cc))
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s needs sm_90 (device is sm_%d)", k->name, props->cc);
+    if (p->pv != SAGE_PV_FP8 || !head_dim_ok(a->head_dim) || p->smooth_q)
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: FP8 PV, head_dim 64/128, no smooth Q only", k->name);
+    const int d = (int)a->head_dim;
+    sage_cuda_quant_layout L;
+    sage_cuda_quant_layout_init(p, k->geometry, d, &L);
+
+    sage_sm90_params P = {};
+    P.batch = (int)a->batch;
+    P.heads_q = (int)a->heads_q;
+    P.heads_kv = (int)a->heads_kv;
+    P.group = (int)p->group_size;
+    P.nq = (int)a->seqlen_q;
+    P.nk = (int)a->seqlen_kv;
+    P.nq_pad = L.nq_pad;
+    P.nk_pad = L.nk_pad;
+    P.n_q_groups = L.n_q_groups;
+    P.n_k_groups = L.n_k_groups;
+    P.qk_gran = p->qk_groups;
+    uint8_t *w = static_cast<uint8_t *>(ws);
+    P.q_scale = reinterpret_cast<const float *>(w + L.off_q_scale);
+    P.k_scale = reinterpret_cast<const float *>(w + L.off_k_scale);
+    P.k_mean = p->smooth_k && a->lse ? reinterpret_cast<const float *>(w + L.off_k_mean) : nullptr;
+    P.v_scale = reinterpret_cast<const float *>(w + L.off_v_scale);
+    P.v_mean = p->smooth_v ? reinterpret_cast<const float *>(w + L.off_v_mean) : nullptr;
+    P.q = a->q;
+    P.q_sb = a->q_stride_b;
+    P.q_sh = a->q_stride_h;
+    P.q_sn = a->q_stride_n;
+    P.o = a->o;
+    P.o_sb = a->o_stride_b;
+    P.o_sh = a->o_stride_h;
+    P.o_sn = a->o_stride_n;
+    P.lse = a->lse;
+    P.cta_k = SAGE_SM90_CTA_K;
+    P.sm_scale = a->sm_scale;
+    P.causal = a->causal;
+    /* 4-byte stores of element pairs need every row start 4-byte aligned. */
+    P.o_pairs = ((uintptr_t)a->o % 4 == 0) && a->o_stride_b % 2 == 0 && a->o_stride_h % 2 == 0 &&
+                a->o_stride_n % 2 == 0;
+
+    sage_cuda_device_scope scope;
+    if (sage_status s = sage_cuda_device_enter(a->device_ordinal, &scope, msg)) return s;
+    sage_status s = sage_cuda_quantize(p, k->geometry, &L, ws, stream, msg);
+    if (s == SAGE_OK)
+        s = sage_sm90_launch(&P, d, a->dtype == SAGE_DTYPE_BF16, w + L.off_q8, w + L.off_k8, w + L.off_v8,
+                             static_cast<cudaStream_t>(stream), msg);
+    sage_cuda_device_leave(&scope);
+    return s;
+}
+
+}  // namespace
+
+extern "C" const sage_kernel sage_sm90_kernel = {SAGE_SM90_KERNEL_NAME, SAGE_DEVICE_CUDA, kGeometry, sm90_workspace,
+                                                 sm90_run};
+
+extern "C" sage_status sage_sm90_select(sage_problem *p, const sage_kernel **kernel, sage_msg msg) {
+    *kernel = nullptr;
+    const sage_args *a = &p->a;
+    if (p->algorithm != SAGE_ALGO_QUANTIZED)
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: only the quantized algorithm");
+    if (p->pv != SAGE_PV_FP8)
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: 16-bit PV is not implemented on the Hopper kernel");
+    if (a->dtype != SAGE_DTYPE_FP16 && a->dtype != SAGE_DTYPE_BF16)
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: inputs must be fp16 or bf16");
+    if (!head_dim_ok(a->head_dim))
+        return sage_fail(msg, SAGE_ERR_HEAD_DIM, "sm90: head_dim %lld (the Hopper kernel has 64 and 128)",
+                         (long long)a->head_dim);
+    if (p->smooth_q)
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: smooth Q is not implemented on the Hopper kernel");
+    /* 32-bit limits: grid y/z, TMA row coordinates (rows of the 2-D views < 2^31), int lengths. */
+    const int64_t nq_pad = sage_round_up(a->seqlen_q, SAGE_SM90_CTA_Q);
+    const int64_t nk_pad = sage_round_up(a->seqlen_kv, SAGE_SM90_CTA_K);
+    if (a->batch > 65535 || a->heads_q > 65535 || nq_pad / SAGE_SM90_CTA_Q > INT32_MAX ||
+        a->batch * a->heads_q * nq_pad >= ((int64_t)1 << 31) || a->batch * a->heads_kv * nk_pad >= ((int64_t)1 << 31) ||
+        a->batch * a->heads_kv * a->head_dim >= ((int64_t)1 << 31) ||
+        a->seqlen_q > INT32_MAX / 2 || a->seqlen_kv > INT32_MAX / 2)
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: problem too large for the kernel's 32-bit coordinates");
+    *kernel = &sage_sm90_kernel;
+    return SAGE_OK;
+}
