@@ -13,7 +13,7 @@ def bench(fn, it=15):
 H = 32
 for D in (128, 64):
     for causal in (False, True):
-        for N in (1024, 2048, 4096, 8192, 16384, 32768):
+        for N in ([int(x) for x in sys.argv[1:]] or (1024, 2048, 4096, 8192, 16384, 32768)):
             B = max(1, 16384 // N)
             q, k, v = (torch.randn(B, H, N, D, device='cuda', dtype=torch.float16) for _ in range(3))
             ops = 4.0 * B * H * N * N * D * (0.5 if causal else 1.0)

@@ -269,7 +269,7 @@ static int run_case(const Case &cs_in, int kt, int flags = 0) {
         std::vector<float> O(D, 0.f), T(D);
         const int KT = geo.cta_k;
         const int nt = (Nk + KT - 1) / KT;
-        std::vector<float> s(KT);
+        std::vector<float> s(KT), sraw(KT), scv(KT);
         for (int j = 0; j < nt; ++j) {
             float mx = -INFINITY;
             for (int c = 0; c < KT; ++c) {
@@ -281,6 +281,8 @@ static int run_case(const Case &cs_in, int kt, int flags = 0) {
                 for (int d = 0; d < D; ++d) acc += (int)qr[d] * (int)kr[d];
                 float sc = (qs * ksc[(size_t)bhk * nkg + sage_k_group(geo, gran, t)]) * (sm_scale * LOG2E);
                 s[c] = (float)acc * sc;
+                sraw[c] = (float)acc;
+                scv[c] = sc;
                 mx = std::max(mx, s[c]);
             }
             float mn = std::max(m, mx);
@@ -292,7 +294,9 @@ static int run_case(const Case &cs_in, int kt, int flags = 0) {
             for (int c = 0; c < KT; ++c) {
                 int t = j * KT + c;
                 if (t >= Nk) break;
-                float pp = exp2f(s[c] - (mu - SHIFT));  /* the spec's rounding order */
+                const float msh = mu - SHIFT;
+                float pp = s[c] == -INFINITY ? 0.f
+                           : fabsf(msh) < 0x1p20f ? exp2f(fmaf(sraw[c], scv[c], -msh)) : exp2f(s[c] - msh);  /* the spec */
                 rs += pp;
                 float p8 = e4m3_round(pp);
                 if (p8 != 0.f)
@@ -519,6 +523,26 @@ int main(int argc, char **argv) {
                 for (int N : Ns) time_shape(std::max(1, 16384 / N), 32, N, D, causal);
         for (int causal : {0, 1})
             for (int N : Ns) time_shape(std::max(1, 16384 / N), 32, N, 64, causal, 0, 15, 64);  /* v2 */
+    }
+    if (has("tq")) {  /* quick grid: the targets' shapes */
+        for (int D : {128, 64})
+            for (int causal : {0, 1})
+                for (int N : {1024, 8192, 16384}) time_shape(std::max(1, 16384 / N), 32, N, D, causal);
+    }
+    if (has("aq")) {
+        for (int D : {128, 64})
+            for (int causal : {0, 1})
+                for (int N : {1024, 8192, 16384}) time_api(std::max(1, 16384 / N), 32, N, D, causal);
+    }
+    if (has("xq")) {  /* quick experiments at D = 128, N = 8K: candidates + bounds */
+        const Case xc[] = {
+            {"d128 n1024 fp16",                  1, 2, 2, 1024, 1024, 128, 0, false, true, false, 3, 0, 0.f},
+            {"d128 kbias5 perthread q300 k777",  2, 4, 2, 300, 777, 128, 0, false, true, false, 3, 0, 5.f},
+        };
+        for (int xp : {16, 32, 64})
+            for (const Case &c : xc) fails += run_case(c, 128, xp);
+        printf("XP CHECKS: %d failed\n", fails);
+        for (int xp : {0, 16, 32, 64, 1, 2, 4}) time_shape(2, 32, 8192, 128, 0, xp);
     }
     if (has("xp")) {  /* experiment variants (SAGE_SM90_EXPERIMENTS): what bounds the time */
         /* the numerically valid candidates must pass the checks (D = 128, non-causal, fp16) */

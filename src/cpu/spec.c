@@ -409,10 +409,17 @@ static void att_item(void *vctx, int64_t item, int worker) {
             const float alpha = exp2f(m_old - m_new); /* 0 on the first visible tile */
             const float m_sh = m_new - shift;
 
-            /* P~ = exp2(S - m_new + SHIFT); l sums it unrounded; PV uses it rounded. */
+            /* P~ = exp2(S - m_new + SHIFT); l sums it unrounded; PV uses it rounded. The exponent
+             * is one correctly rounded fused multiply-add of the int32 sum, fmaf(float(s), scale,
+             * -(m - SHIFT)), as the GPU kernels form it (one FFMA). Two exceptions use the rounded
+             * score, S - (m - SHIFT): smooth Q (S carries the correction), and |m - SHIFT| >= 2^20,
+             * where the fused exact product may exceed the rounded max m by half an ulp of m (>= 1/16)
+             * and P~ would overflow for huge scores. */
+            const int fused = !qm && fabsf(m_sh) < 0x1p20f;
             float lsum = 0.0f;
             for (int64_t j = 0; j < jn; j++) {
-                float pt = exp2f(s[j] - m_sh);
+                float pt = fused ? exp2f(fmaf((float)idot[j], (qsc * ks[m->k_group[t0 + j]]) * cs, -m_sh))
+                                 : exp2f(s[j] - m_sh);
                 lsum += pt;
                 pr[j] = fp8 ? sage_round_e4m3(pt) : sage_round_pv16(pt, a->dtype);
             }

@@ -229,9 +229,10 @@ __global__ void __launch_bounds__(W * 32, 8 / W) attn_mma_kernel(const AttnParam
 #pragma unroll
             for (int i = 0; i < 4; i++) s[nt][i] = i2f_exact(acc[nt][i]);
         const bool edge = t0 + CTA_K > P.Nk || (P.causal && t0 + CTA_K - 1 > row0 + P.causal_off);
-        /* Fast tiles (no mask, no bias) keep the raw sums: max(raw) * f is the max of the scaled
-         * scores (f > 0), and the scale folds into the exponent's FFMA below (fe = f). */
-        const bool slow = edge || bias;
+        /* Without smooth Q the raw sums are kept (masked ones become -inf): max(raw) * f is the
+         * max of the scaled scores (f > 0), and the scale folds into the exponent's FFMA below
+         * (fe = f), the spec's fmaf(float(s), f, -(m - SHIFT)). With smooth Q: S = s * f + bias. */
+        const bool slow = bias;
         const float fe = slow ? 1.f : f;
         if (slow) {
 #pragma unroll
@@ -286,13 +287,26 @@ __global__ void __launch_bounds__(W * 32, 8 / W) attn_mma_kernel(const AttnParam
         m_lo = mn_lo;
         m_hi = mn_hi;
         const float sub_lo = FP8 ? mu_lo - kShift : mu_lo, sub_hi = FP8 ? mu_hi - kShift : mu_hi;
+        /* |m - SHIFT| >= 2^20 (huge scores): the fused exact product may exceed the rounded max by
+         * half an ulp of m; the spec then uses the rounded score fl(s * f) - (m - SHIFT). */
+        float fe_lo = fe, fe_hi = fe;
+        if (fe != 1.f && fabsf(sub_lo) >= 0x1p20f) {
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) { s[nt][0] = __fmul_rn(s[nt][0], fe); s[nt][1] = __fmul_rn(s[nt][1], fe); }
+            fe_lo = 1.f;
+        }
+        if (fe != 1.f && fabsf(sub_hi) >= 0x1p20f) {
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) { s[nt][2] = __fmul_rn(s[nt][2], fe); s[nt][3] = __fmul_rn(s[nt][3], fe); }
+            fe_hi = 1.f;
+        }
         float rs_lo = 0.f, rs_hi = 0.f;
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) {
-            s[nt][0] = ex2(fmaf(s[nt][0], fe, -sub_lo));
-            s[nt][1] = ex2(fmaf(s[nt][1], fe, -sub_lo));
-            s[nt][2] = ex2(fmaf(s[nt][2], fe, -sub_hi));
-            s[nt][3] = ex2(fmaf(s[nt][3], fe, -sub_hi));
+            s[nt][0] = ex2(fmaf(s[nt][0], fe_lo, -sub_lo));
+            s[nt][1] = ex2(fmaf(s[nt][1], fe_lo, -sub_lo));
+            s[nt][2] = ex2(fmaf(s[nt][2], fe_hi, -sub_hi));
+            s[nt][3] = ex2(fmaf(s[nt][3], fe_hi, -sub_hi));
             rs_lo += s[nt][0] + s[nt][1];
             rs_hi += s[nt][2] + s[nt][3];
         }

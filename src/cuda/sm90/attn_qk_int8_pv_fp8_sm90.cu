@@ -17,7 +17,9 @@
  * Pipeline v2 (dev probe only; D = 64, KV tiles of 64 keys): QK^T(j+1) and PV(j-1) both in
  * flight during softmax(j), two S register sets (v2_step). Measured slower than v1 at N >= 4K.
  *
- * Scores: S = int32 * ((qs * ks) * sm_scale * log2 e), base 2, rounded as the CPU spec does.
+ * Scores: s = int32 sum, sc = (qs * ks) * (sm_scale * log2 e), base 2. Row max on the raw sums
+ * (IMNMX), scaled per lane; exponent fma(float(s), sc, -(m - SHIFT)) in one FFMA, the CPU spec's
+ * formula (rounded score fl(s * sc) - (m - SHIFT) only for |m - SHIFT| >= 2^20 and smooth Q).
  * One qs * ks per thread per tile: the per-thread groups of geometry.h match the accumulator
  * layout A4 (HOPPER-NOTES A8). P~ = exp2(S - m + SHIFT) in [0, 448], rounded to e4m3 and packed
  * from the accumulator registers as they are (A7); V^T is stored with the matching 16-token
@@ -31,6 +33,7 @@
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <limits.h>
 #include <math.h>
 
 namespace sage_sm90 {
@@ -59,7 +62,10 @@ template <int D, int KT> struct Cfg {
     static_assert(KT == 64 || KT == 128, "KV tile must be 64 or 128");
     /* 96-128 KB of K/V stages (D = 128, KT = 128: 3 x 32 KB). One CTA per SM (384 threads x 168
      * registers), so shared memory does not limit residency; stages only add prefetch depth. */
-    static constexpr int STAGES = KT == 128 ? (D == 128 ? 3 : 4) : (D == 128 ? 6 : 8);
+#ifndef SAGE_SM90_STAGES_D128
+#define SAGE_SM90_STAGES_D128 3
+#endif
+    static constexpr int STAGES = KT == 128 ? (D == 128 ? SAGE_SM90_STAGES_D128 : 4) : (D == 128 ? 6 : 8);
     static constexpr uint32_t Q_BYTES = CTA_Q * D;         /* Q tile [128][D] int8 */
     static constexpr uint32_t K_BYTES = KT * D;            /* K tile [KT][D] int8 */
     static constexpr uint32_t V_BYTES = D * KT;            /* V^T tile [D][KT] e4m3 */
@@ -85,6 +91,14 @@ __device__ __forceinline__ uint64_t make_desc(uint32_t saddr, int swz) {
     d |= (uint64_t)((8 * swz) >> 4) << 32;
     d |= (uint64_t)(swz == 128 ? 1 : 2) << 62;
     return d;
+}
+
+/* A global load pinned in place (asm volatile keeps its order against the other volatile asm:
+ * fences, barriers, wgmma), for loads issued well ahead of their use. */
+__device__ __forceinline__ float ld_nc_f32(const float *ptr) {
+    float v;
+    asm volatile("ld.global.nc.f32 %0, [%1];\n" : "=f"(v) : "l"(ptr));
+    return v;
 }
 
 __device__ __forceinline__ float ex2(float x) {
@@ -145,61 +159,78 @@ template <> struct OutTraits<__nv_bfloat16> {
     }
 };
 
-/* Softmax of one KV tile, in place: S (int32 accumulators of QK^T) -> Pf (P~ as floats).
+/* Softmax of one KV tile: S (int32 accumulators of QK^T) -> Pf (P~ as floats).
  * Updates the running max m[2] (rows g, g+8; base-2 units, unshifted) and the thread's partial
  * row sums l[2]; returns the rescale factors alpha[2] = exp2(m_old - m_new) of O.
- * MASK: mask columns >= nk and, if causal, columns > row + off (natural order, A4 coordinates). */
+ * MASK: mask columns >= nk and, if causal, columns > row + off (natural order, A4 coordinates).
+ * Per score: IMNMX (row max on the raw int32 sums), I2F, one FFMA (the exp argument
+ * fma(float(s), sc, -(m - SHIFT)), the spec's formula), MUFU.EX2, FADD (row sum), 1/2 F2FP.
+ * The row max of the scaled scores is max_int * sc (sc > 0 and rounding is monotonic), taken
+ * per lane with the lane's own sc (per-thread K groups: each lane of a quad has its own ks)
+ * before the quad shuffles. Masked scores are -inf (fma(-inf, sc, x) = -inf, ex2(-inf) = 0). */
 template <int NS, bool MASK, bool CAUSAL, int XP>
 __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf)[NS], float sc, float (&m)[2],
                                              float (&l)[2], float (&alpha)[2], int kv0, int nk, int row0,
                                              int causal_off, int qd) {
+    if (XP & XP_NO_SOFTMAX) {   /* experiment: scale only, no max / exp / sum */
 #pragma unroll
-    for (int i = 0; i < NS; ++i) Pf[i] = (float)(int)S[i];   /* exact: |S| < 2^22 */
+        for (int i = 0; i < NS; ++i) Pf[i] = (float)(int)S[i] * sc;
+        alpha[0] = alpha[1] = 1.f;
+        l[0] += Pf[0];
+        l[1] += Pf[2];
+        return;
+    }
+    /* Row max as a tree: NP independent partial maxima per row (ILP). Unmasked tiles: IMNMX on
+     * the raw int32 sums; masked tiles: FMNMX on the converted sums with -inf in the dead ones
+     * (one array live instead of two). Both give max_s exactly (|S| < 2^22). */
+    constexpr int NP = NS >= 64 ? 8 : 4;
+    float mx[2];
     if (MASK) {
+        float pm[2][NP];
+#pragma unroll
+        for (int k = 0; k < NP; ++k) pm[0][k] = pm[1][k] = -INFINITY;
 #pragma unroll
         for (int i = 0; i < NS; ++i) {
             const int col = kv0 + 8 * (i >> 2) + 2 * qd + (i & 1);
             const int row = row0 + 8 * ((i >> 1) & 1);
             bool dead = col >= nk;
             if (CAUSAL) dead = dead || col > row + causal_off;
-            if (dead) Pf[i] = -INFINITY;
+            Pf[i] = dead ? -INFINITY : (float)(int)S[i];
+            const int r = (i >> 1) & 1, k = (((i >> 2) * 2) + (i & 1)) % NP;
+            pm[r][k] = fmaxf(pm[r][k], Pf[i]);
         }
-    }
-    if (XP & XP_NO_SOFTMAX) {   /* experiment: scale only, no max / exp / sum */
 #pragma unroll
-        for (int i = 0; i < NS; ++i) Pf[i] *= sc;
-        alpha[0] = alpha[1] = 1.f;
-        l[0] += Pf[0];
-        l[1] += Pf[2];
-        return;
-    }
-    /* Row max as a tree: NP independent partial maxima per row instead of one dependent chain
-     * of NS/2. With one active warp per scheduler during a softmax, this ILP is what hides the
-     * latency. NP = 8 for 128-key tiles, 4 for 64-key tiles (register budget of pipeline v2). */
-    constexpr int NP = NS >= 64 ? 8 : 4;
-    float pm[2][NP];
+        for (int r = 0; r < 2; ++r) {
 #pragma unroll
-    for (int k = 0; k < NP; ++k) pm[0][k] = pm[1][k] = -INFINITY;
+            for (int w = 1; w < NP; w *= 2)
 #pragma unroll
-    for (int i = 0; i < NS; ++i) {
-        const int r = (i >> 1) & 1, k = (((i >> 2) * 2) + (i & 1)) % NP;
-        pm[r][k] = fmaxf(pm[r][k], Pf[i]);
-    }
-    float mx[2];
+                for (int k = 0; k + w < NP; k += 2 * w) pm[r][k] = fmaxf(pm[r][k], pm[r][k + w]);
+            mx[r] = __fmul_rn(pm[r][0], sc);   /* -inf stays -inf */
+        }
+    } else {
+        int pm[2][NP];
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
+        for (int k = 0; k < NP; ++k) pm[0][k] = pm[1][k] = INT_MIN;
 #pragma unroll
-        for (int w = 1; w < NP; w *= 2)   /* adjacent pairs first: ((0,1),(2,3)),((0,2)),... */
+        for (int i = 0; i < NS; ++i) {
+            const int r = (i >> 1) & 1, k = (((i >> 2) * 2) + (i & 1)) % NP;
+            pm[r][k] = max(pm[r][k], (int)S[i]);
+        }
 #pragma unroll
-            for (int k = 0; k + w < NP; k += 2 * w) pm[r][k] = fmaxf(pm[r][k], pm[r][k + w]);
-        mx[r] = pm[r][0];
+        for (int r = 0; r < 2; ++r) {
+#pragma unroll
+            for (int w = 1; w < NP; w *= 2)
+#pragma unroll
+                for (int k = 0; k + w < NP; k += 2 * w) pm[r][k] = max(pm[r][k], pm[r][k + w]);
+            /* this lane's max of fl(s * sc) over its columns of row r (sc > 0: monotonic) */
+            mx[r] = __fmul_rn((float)pm[r][0], sc);
+        }
+#pragma unroll
+        for (int i = 0; i < NS; ++i) Pf[i] = (float)(int)S[i];   /* exact: |S| < 2^22 */
     }
     float m_sh[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-        /* sc > 0, so max(s) * sc == max(s * sc) after rounding (monotonic). Scale before the
-         * quad reduction: with per-thread K groups each lane of the quad has its own sc. */
-        mx[r] = __fmul_rn(mx[r], sc);
         /* the 4 lanes of a quad hold the same two rows (A7 "row statistics") */
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
@@ -207,7 +238,22 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
         const float m_use = m_new == -INFINITY ? 0.f : m_new;  /* fully masked so far: P = 0 */
         alpha[r] = ex2(m[r] - m_use);                           /* m = -inf -> 0 */
         m[r] = m_new;
-        m_sh[r] = __fsub_rn(m_use, SHIFT);
+        m_sh[r] = -__fsub_rn(m_use, SHIFT);                     /* -(m - SHIFT) */
+    }
+    /* |m - SHIFT| >= 2^20 (huge scores): the fused product may exceed the rounded max by half an
+     * ulp of m (P~ could overflow), so such rows use the rounded score fl(s * sc) with scale 1,
+     * fl(fl(s * sc) - (m - SHIFT)), as the spec does. Warp-uniform; never taken for ordinary
+     * inputs. */
+    float scr[2] = {sc, sc};
+    {
+        const bool big0 = fabsf(m_sh[0]) >= 0x1p20f, big1 = fabsf(m_sh[1]) >= 0x1p20f;
+        if (__any_sync(0xffffffffu, big0 || big1)) {
+#pragma unroll
+            for (int i = 0; i < NS; ++i)
+                if (((i >> 1) & 1) ? big1 : big0) Pf[i] = __fmul_rn(Pf[i], sc);
+            if (big0) scr[0] = 1.f;
+            if (big1) scr[1] = 1.f;
+        }
     }
     /* Row sums likewise in NP partial sums per row. */
     float ps[2][NP];
@@ -216,10 +262,7 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
 #pragma unroll
     for (int i = 0; i < NS; ++i) {
         const int r = (i >> 1) & 1, k = (((i >> 2) * 2) + (i & 1)) % NP;
-        /* The specification's rounding: S = fl(s * sc), then fl(S - (m - SHIFT)); no FMA
-         * contraction (an FFMA here differs by up to an ulp of S, which flips e4m3 roundings of
-         * P when |S| is large, e.g. K with a channel bias and smoothing off). */
-        const float x = __fsub_rn(__fmul_rn(Pf[i], sc), m_sh[r]);
+        const float x = __fmaf_rn(Pf[i], scr[r], m_sh[r]);   /* the spec: fmaf(s, sc, -(m - SHIFT)) */
         constexpr int poly_mask = (XP & XP_POLY_HALF) ? 1 : (XP & XP_POLY_QUARTER) ? 3 : -1;
         float p;
         if (XP & XP_NO_MUFU) p = fmaf(x, 1.0e-3f, 0.5f);              /* experiment: FMA, not MUFU */
@@ -473,7 +516,20 @@ __global__ void __launch_bounds__(NTHREADS, 1)
         mbar_wait(bar_q, 0);
 
         /* slot 0: S(0) */
-        float ks = ks_ptr[0];
+        /* Address of tile j's K scale. D = 64: a 32-bit offset from the parameter's base (one
+         * register instead of a 64-bit pointer; bhk * n_k_groups < 2^31: the launcher bounds
+         * B * Hkv * nk_pad) measured +6-8 % at D = 64 and -2..4 % at D = 128 (device call 8, docs/perf-notes-sm90.md), so
+         * D = 128 keeps the pointer. */
+        const int ks_off = (int)(bhk * p.n_k_groups + sage_k_group(geo, gran, 2 * qd));
+        auto ks_addr = [&](int j) -> const float * {
+            if constexpr (D == 64) return p.k_scale + (ks_off + j * ks_step);
+            else return ks_ptr + j * ks_step;
+        };
+        float ks = *ks_addr(0);
+        /* K scale of the next tile, loaded one iteration ahead by a load the compiler cannot sink
+         * to its use (a plain load landed right before the softmax: its L2 latency showed as
+         * "long scoreboard" stalls). */
+        float ks_next = ld_nc_f32(ks_addr(min(1, n_kv - 1)));
         pp_wait<XP>(c, true);
         mbar_wait(bar_kf, 0);
         wgmma_fence();
@@ -499,7 +555,8 @@ __global__ void __launch_bounds__(NTHREADS, 1)
         for (int j = 1; j < n_kv; ++j) {
             const int st = j % C::STAGES, pst = (j - 1) % C::STAGES;
             const uint32_t ph = (uint32_t)(j / C::STAGES) & 1u, pph = (uint32_t)((j - 1) / C::STAGES) & 1u;
-            ks = ks_ptr[j * ks_step];
+            ks = ks_next;
+            ks_next = ld_nc_f32(ks_addr(min(j + 1, n_kv - 1)));
             pp_wait<XP>(c, false);
             mbar_wait(bar_kf + 8 * st, ph);
             reg_fence_arr(P);
@@ -562,7 +619,8 @@ __global__ void __launch_bounds__(NTHREADS, 1)
           for (int j = 1; j < n_kv; ++j) {
               const int st = j % C::STAGES, pst = (j - 1) % C::STAGES;
               const uint32_t ph = (uint32_t)(j / C::STAGES) & 1u, pph = (uint32_t)((j - 1) / C::STAGES) & 1u;
-              ks = ks_ptr[j * ks_step];
+              ks = ks_next;
+              ks_next = ld_nc_f32(ks_addr(min(j + 1, n_kv - 1)));
               pp_wait<XP>(c, false);
               mbar_wait(bar_kf + 8 * st, ph);
               reg_fence_arr(P);
