@@ -2,8 +2,10 @@
  *
  *   sageattn-bench [--device cuda|cpu] [-b B] [-H Hq] [--hkv Hkv] [-n N | --nq Nq --nk Nk] [-d D]
  *                  [--dtype fp16|bf16] [--causal none|tl|br] [--pv auto|fp8|16] [--groups auto|block|warp|thread]
- *                  [--kernel NAME] [--iters N] [--warmup N] [--no-validate] [--csv]
+ *                  [--kernel NAME] [--iters N] [--warmup N] [--no-validate] [--quant-only] [--csv]
  *
+ * --quant-only: time only sage_cuda_quantize with the selected kernel's geometry (no validation, no
+ * attention); run it under `ncu --clock-control none` for the time of each of its launches.
  * CUDA: validates first against the fp32 "cuda_reference" kernel (on batch 0 and at most 4 heads,
  * so long shapes stay quick), then times sage_forward with CUDA events (median of --iters runs,
  * inputs rotated over several buffer sets so L2 does not hold them), and the quantization pass
@@ -27,7 +29,7 @@
 #endif
 
 typedef struct opts {
-    int cuda, validate, csv, iters, warmup;
+    int cuda, validate, csv, iters, warmup, quant_only;
     int64_t B, Hq, Hkv, Nq, Nk, D;
     sage_dtype dtype;
     sage_causal causal;
@@ -39,7 +41,7 @@ typedef struct opts {
 static void usage(void) {
     fprintf(stderr, "usage: sageattn-bench [--device cuda|cpu] [-b B] [-H Hq] [--hkv Hkv] [-n N | --nq Nq --nk Nk] "
                     "[-d D] [--dtype fp16|bf16] [--causal none|tl|br] [--pv auto|fp8|16] "
-                    "[--groups auto|block|warp|thread] [--kernel NAME] [--iters N] [--warmup N] [--no-validate] [--csv]\n");
+                    "[--groups auto|block|warp|thread] [--kernel NAME] [--iters N] [--warmup N] [--no-validate] [--quant-only] [--csv]\n");
     exit(2);
 }
 
@@ -72,6 +74,7 @@ static int parse(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--iters")) { NEXT(); o->iters = atoi(v); }
         else if (!strcmp(a, "--warmup")) { NEXT(); o->warmup = atoi(v); }
         else if (!strcmp(a, "--no-validate")) o->validate = 0;
+        else if (!strcmp(a, "--quant-only")) { o->quant_only = 1; o->validate = 0; }
         else if (!strcmp(a, "--csv")) o->csv = 1;
         else usage();
 #undef NEXT
@@ -304,7 +307,7 @@ static int run_cuda(opts *o) {
     sage_cuda_quant_layout L;
     const int64_t dpad = !strncmp(kk->name, "cuda_sm80", 9) ? sage_mma_d_pad(o->D) : o->D <= 64 ? 64 : o->D <= 128 ? 128 : 256;
     sage_cuda_quant_layout_init(&p, kk->geometry, dpad, &L);
-    for (int pass = 0; pass < 2; pass++) {
+    for (int pass = o->quant_only ? 1 : 0; pass < 2; pass++) {
         float *dst = pass ? t_q : t_all;
         for (int it = -o->warmup; it < iters;) {
             int batch = iters - it < 64 ? iters - it : 64;
@@ -331,6 +334,13 @@ static int run_cuda(opts *o) {
             it += batch;
         }
         qsort(dst, (size_t)iters, sizeof(float), cmp_f);
+    }
+    if (o->quant_only) {
+        printf("quantization %.4f ms (median of %d, %d input sets)\n", t_q[iters / 2], iters, sets);
+        for (int s = 0; s < sets; s++) { cudaFree(q[s]); cudaFree(k[s]); cudaFree(v[s]); }
+        cudaFree(out); cudaFree(ref); cudaFree(lse); if (ws) cudaFree(ws);
+        free(h); free(t_all); free(t_q);
+        return 0;
     }
     const double ms = t_all[iters / 2], msq = t_q[iters / 2];
     const double tops = flops(o) / (ms * 1e-3) * 1e-12;

@@ -13,19 +13,28 @@ namespace sage {
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 
-/* x[0..7] = row[d0 .. d0+7] as fp32, zero for d >= D. `vec`: the row start is 16-byte aligned
- * (base and every stride multiples of 8 elements), so a full vector is one 16-byte load. */
+__device__ __forceinline__ float bits_to_float(uint16_t b, const __half *) { return __half2float(__ushort_as_half(b)); }
+__device__ __forceinline__ float bits_to_float(uint16_t b, const __nv_bfloat16 *) {
+    return __bfloat162float(__ushort_as_bfloat16(b));
+}
+
+/* The raw bits of row[d0 .. d0+7] (8 two-byte elements), zero bits (+0) for d >= D. `vec`: the row
+ * start is 16-byte aligned (base and every stride multiples of 8 elements), so a full vector is one
+ * 16-byte load; else element loads. */
 template <typename T>
-__device__ __forceinline__ void load8(const T *row, int d0, int D, bool vec, float x[8]) {
-    if (vec && d0 + 8 <= D) {
-        uint4 u = __ldg(reinterpret_cast<const uint4 *>(row + d0));
-        const T *e = reinterpret_cast<const T *>(&u);
+__device__ __forceinline__ uint4 load8_raw(const T *row, int d0, int D, bool vec) {
+    if (vec && d0 + 8 <= D) return __ldg(reinterpret_cast<const uint4 *>(row + d0));
+    uint32_t e[8];
 #pragma unroll
-        for (int i = 0; i < 8; i++) x[i] = to_float(e[i]);
-    } else {
-#pragma unroll
-        for (int i = 0; i < 8; i++) x[i] = d0 + i < D ? to_float(row[d0 + i]) : 0.0f;
-    }
+    for (int i = 0; i < 8; i++) e[i] = d0 + i < D ? __ldg(reinterpret_cast<const unsigned short *>(row + d0 + i)) : 0u;
+    return make_uint4(e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16, e[6] | e[7] << 16);
+}
+
+/* Element i (0..7) of a raw 8-element vector as fp32 (exact). */
+template <typename T>
+__device__ __forceinline__ float raw_elem(const uint4 &u, int i) {
+    const uint32_t w = i < 2 ? u.x : i < 4 ? u.y : i < 6 ? u.z : u.w;
+    return bits_to_float((uint16_t)(i % 2 ? w >> 16 : w & 0xffffu), (const T *)nullptr);
 }
 
 /* Round to nearest even for |x| < 2^22 on the FMA pipe (F2I runs at 16/clk/SM): adding
@@ -50,6 +59,28 @@ __device__ __forceinline__ uint32_t e4m3x2(float hi, float lo) {
 #else
     (void)hi; (void)lo;
     return 0;
+#endif
+}
+
+/* 16-byte global -> shared copy that bypasses the registers (cp.async, sm_80+), and the wait for all of
+ * this thread's copies. */
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sa), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+
+/* Programmatic dependent launch (sm_90+; no-ops below): a kernel launched with programmatic stream
+ * serialization may start before its predecessor ends; griddep_wait() returns once the predecessor
+ * has completed and its writes are visible. griddep_launch_dependents() lets the next kernel start. */
+__device__ __forceinline__ void griddep_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void griddep_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
 

@@ -138,3 +138,28 @@ TEST(gpu_quant_bitexact_hopper_geometry) {
         quant_case(c, o, hop, c.D <= 128 ? 128 : 256, label);
     }
 }
+
+/* Several reduction chunks, K tiles and V blocks per head (V blocks cover 16 * 256 / (d_pad / 8) tokens,
+ * the last one past nk_pad), in both geometries. */
+TEST(gpu_quant_bitexact_multi_chunk) {
+    if (!gpu_available()) return;
+    const bool fp8 = sage_has_fp8_mma(gpu_cc());
+    const sage_geometry geos[] = {sage_mma_geometry(4), {128, 128, 8, 64}};
+    const int64_t dims[] = {128, 64};
+    for (int i = 0; i < 4; i++) {
+        tc_case c = tc_case_default();
+        c.dtype = i & 1 ? SAGE_DTYPE_BF16 : SAGE_DTYPE_FP16;
+        c.B = 2; c.Hq = 4; c.Hkv = 2; c.Nq = 1000 + 37 * i; c.Nk = 1500 - 91 * i; c.D = dims[i / 2];
+        c.input = i == 3 ? TC_KBIAS : TC_RANDN;
+        c.seed = 500 + i;
+        tc_opts o = tc_opts_default();
+        o.groups = i == 2 ? SAGE_QK_PER_BLOCK : SAGE_QK_PER_THREAD;
+        o.pv = fp8 ? SAGE_PV_FP8 : SAGE_PV_16BIT;
+        o.smooth_v = fp8 && i == 1;
+        const sage_geometry g = geos[i % 2];
+        char label[96];
+        snprintf(label, sizeof label, "multi-chunk D%lld cta %d/%d %s", (long long)c.D, g.cta_q, g.cta_k,
+                 i & 1 ? "bf16" : "fp16");
+        quant_case(c, o, g, c.D, label);
+    }
+}
