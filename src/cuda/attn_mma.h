@@ -3,7 +3,7 @@
  * (the online-softmax step); per-thread scale groups follow geometry.h. Two CTA heights are
  * built: 64 rows (W = 4, two CTAs per SM: "cuda_sm80_mma", the default) and 128 rows (W = 8,
  * one CTA per SM: "cuda_sm80_mma_q128"). On an H100 the 64-row CTA measured 11% faster
- * (docs/perf-notes-portable.md). */
+ * (docs/perf-log.md, "Portable kernel"). */
 #ifndef SAGE_CUDA_ATTN_MMA_H
 #define SAGE_CUDA_ATTN_MMA_H
 

@@ -7,7 +7,7 @@
  * On sm_90+ launches 2 and 3 use programmatic dependent launch: they start while their predecessor
  * drains, Q tiles (which need nothing of 1-2) run at once, finalize and the K/V blocks wait in the
  * kernel (griddepcontrol.wait). Every sum has a fixed order (no float atomics): two runs give the
- * same bytes. Timings and the versions tried: docs/perf-notes-portable.md, "Quantization". */
+ * same bytes. Timings and the versions tried: docs/perf-log.md, "Quantization". */
 #include "cuda_common.h"
 #include "quant.h"
 #include "quant_device.cuh"

@@ -518,7 +518,7 @@ __global__ void __launch_bounds__(NTHREADS, 1)
         /* slot 0: S(0) */
         /* Address of tile j's K scale. D = 64: a 32-bit offset from the parameter's base (one
          * register instead of a 64-bit pointer; bhk * n_k_groups < 2^31: the launcher bounds
-         * B * Hkv * nk_pad) measured +6-8 % at D = 64 and -2..4 % at D = 128 (device call 8, docs/perf-notes-sm90.md), so
+         * B * Hkv * nk_pad) measured +6-8 % at D = 64 and -2..4 % at D = 128 (device call 8, docs/perf-log.md), so
          * D = 128 keeps the pointer. */
         const int ks_off = (int)(bhk * p.n_k_groups + sage_k_group(geo, gran, 2 * qd));
         auto ks_addr = [&](int j) -> const float * {
