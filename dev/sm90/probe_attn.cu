@@ -539,10 +539,10 @@ int main(int argc, char **argv) {
             {"d128 n1024 fp16",                  1, 2, 2, 1024, 1024, 128, 0, false, true, false, 3, 0, 0.f},
             {"d128 kbias5 perthread q300 k777",  2, 4, 2, 300, 777, 128, 0, false, true, false, 3, 0, 5.f},
         };
-        for (int xp : {16, 32, 64})
+        for (int xp : {16, 32})
             for (const Case &c : xc) fails += run_case(c, 128, xp);
         printf("XP CHECKS: %d failed\n", fails);
-        for (int xp : {0, 16, 32, 64, 1, 2, 4}) time_shape(2, 32, 8192, 128, 0, xp);
+        for (int xp : {0, 16, 32, 1, 2, 4}) time_shape(2, 32, 8192, 128, 0, xp);
     }
     if (has("xp")) {  /* experiment variants (SAGE_SM90_EXPERIMENTS): what bounds the time */
         /* the numerically valid candidates must pass the checks (D = 128, non-causal, fp16) */
@@ -553,10 +553,10 @@ int main(int argc, char **argv) {
             {"d128 q100 k100 (one tile)",        1, 2, 2, 100, 100, 128, 0, false, true, false, 3, 0, 0.f},
             {"d128 q128 k200 (two tiles)",       1, 2, 2, 128, 200, 128, 0, false, true, false, 3, 0, 0.f},
         };
-        for (int xp : {16, 32, 64, 80})
+        for (int xp : {16, 32})
             for (const Case &c : xc) fails += run_case(c, 128, xp);
         printf("XP CHECKS: %d failed\n", fails);
-        for (int xp : {0, 16, 32, 64, 80})
+        for (int xp : {0, 16, 32})
             for (int N : {1024, 8192, 16384}) time_shape(std::max(1, 16384 / N), 32, N, 128, 0, xp);
         for (int xp : {1, 2, 3, 4, 5, 8, 12})
             for (int N : {1024, 8192}) time_shape(std::max(1, 16384 / N), 32, N, 128, 0, xp);

@@ -55,7 +55,6 @@ constexpr int XP_NO_PV = 8;         /* the PV wgmma is not issued */
 /* Candidates for issue 6 (numerically valid; not measured yet): */
 constexpr int XP_POLY_QUARTER = 16; /* exp2 of 1 in 4 scores by a polynomial on the FMA pipe */
 constexpr int XP_POLY_HALF = 32;    /* exp2 of 1 in 2 scores by the polynomial */
-constexpr int XP_EARLY_QK = 64;     /* v1: issue QK(j+1) before the O update of PV(j-1) */
 
 template <int D, int KT> struct Cfg {
     static_assert(D == 64 || D == 128, "D must be 64 or 128");
@@ -547,11 +546,7 @@ __global__ void __launch_bounds__(NTHREADS, 1)
         }
         pack_p<NS>(Pf, P);
 
-      if constexpr (XP & XP_EARLY_QK) {
-        /* Variant: the O update of PV(j-2) moves after the issue of QK(j) (T is consumed one
-         * iteration later), so QK(j) leaves ~64 instructions earlier. alpha1/alpha2: the rescale
-         * factors of tiles j-1 and j-2. */
-        float alpha1[2] = {alpha_prev[0], alpha_prev[1]}, alpha2[2] = {0.f, 0.f};
+        /* slots 1 .. n_kv-1: S(j) and T = P(j-1) V(j-1) in flight, softmax(j) meanwhile */
         for (int j = 1; j < n_kv; ++j) {
             const int st = j % C::STAGES, pst = (j - 1) % C::STAGES;
             const uint32_t ph = (uint32_t)(j / C::STAGES) & 1u, pph = (uint32_t)((j - 1) / C::STAGES) & 1u;
@@ -563,14 +558,8 @@ __global__ void __launch_bounds__(NTHREADS, 1)
             wgmma_fence();
             issue_qk<D, KT>(S, qdesc, make_desc(s_k + st * C::K_BYTES, C::QK_SWZ));
             wgmma_commit();
-            if (j >= 2) {            /* T = PV(j-2), complete since the end of the last iteration */
-#pragma unroll
-                for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha2[(i >> 1) & 1], T[i]);
-            }
             mbar_wait(bar_vf + 8 * pst, pph);
-            reg_fence_arr(T);
-            wgmma_fence();
-            issue_pv<D, KT>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
+            if (!(XP & XP_NO_PV)) issue_pv<D, KT>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
             wgmma_commit();
             pp_signal<XP>(c);
 
@@ -580,29 +569,25 @@ __global__ void __launch_bounds__(NTHREADS, 1)
             if (lane == 0) mbar_arrive(bar_ke + 8 * st);
             const float2 a = softmax(j, (qs * ks) * cs);
 
-            wgmma_wait<0>();          /* T = PV(j-1) ready */
+            wgmma_wait<0>();          /* T ready */
             reg_fence_arr(T);
             reg_fence_arr(P);
             __syncwarp();
             if (lane == 0) mbar_arrive(bar_ve + 8 * pst);
+#pragma unroll
+            for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha_prev[(i >> 1) & 1], T[i]);
+            alpha_prev[0] = a.x;
+            alpha_prev[1] = a.y;
             pack_p<NS>(Pf, P);
-            alpha2[0] = alpha1[0];
-            alpha2[1] = alpha1[1];
-            alpha1[0] = a.x;
-            alpha1[1] = a.y;
         }
-        /* last slot: O += PV(n-2) (if any), then T = P(n-1) V(n-1) */
+
+        /* last slot: T = P(n-1) V(n-1) */
         {
             const int pst = (n_kv - 1) % C::STAGES;
             const uint32_t pph = (uint32_t)((n_kv - 1) / C::STAGES) & 1u;
             pp_wait<XP>(c, false);
-            if (n_kv >= 2) {
-#pragma unroll
-                for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha2[(i >> 1) & 1], T[i]);
-            }
             mbar_wait(bar_vf + 8 * pst, pph);
             reg_fence_arr(P);
-            reg_fence_arr(T);
             wgmma_fence();
             issue_pv<D, KT>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
             wgmma_commit();
@@ -612,63 +597,8 @@ __global__ void __launch_bounds__(NTHREADS, 1)
             __syncwarp();
             if (lane == 0) mbar_arrive(bar_ve + 8 * pst);
 #pragma unroll
-            for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha1[(i >> 1) & 1], T[i]);
+            for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha_prev[(i >> 1) & 1], T[i]);
         }
-      } else {
-          /* slots 1 .. n_kv-1: S(j) and T = P(j-1) V(j-1) in flight, softmax(j) meanwhile */
-          for (int j = 1; j < n_kv; ++j) {
-              const int st = j % C::STAGES, pst = (j - 1) % C::STAGES;
-              const uint32_t ph = (uint32_t)(j / C::STAGES) & 1u, pph = (uint32_t)((j - 1) / C::STAGES) & 1u;
-              ks = ks_next;
-              ks_next = ld_nc_f32(ks_addr(min(j + 1, n_kv - 1)));
-              pp_wait<XP>(c, false);
-              mbar_wait(bar_kf + 8 * st, ph);
-              reg_fence_arr(P);
-              wgmma_fence();
-              issue_qk<D, KT>(S, qdesc, make_desc(s_k + st * C::K_BYTES, C::QK_SWZ));
-              wgmma_commit();
-              mbar_wait(bar_vf + 8 * pst, pph);
-              if (!(XP & XP_NO_PV)) issue_pv<D, KT>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
-              wgmma_commit();
-              pp_signal<XP>(c);
-
-              wgmma_wait<1>();          /* S(j) ready */
-              reg_fence_arr(S);
-              __syncwarp();
-              if (lane == 0) mbar_arrive(bar_ke + 8 * st);
-              const float2 a = softmax(j, (qs * ks) * cs);
-
-              wgmma_wait<0>();          /* T ready */
-              reg_fence_arr(T);
-              reg_fence_arr(P);
-              __syncwarp();
-              if (lane == 0) mbar_arrive(bar_ve + 8 * pst);
-#pragma unroll
-              for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha_prev[(i >> 1) & 1], T[i]);
-              alpha_prev[0] = a.x;
-              alpha_prev[1] = a.y;
-              pack_p<NS>(Pf, P);
-          }
-
-          /* last slot: T = P(n-1) V(n-1) */
-          {
-              const int pst = (n_kv - 1) % C::STAGES;
-              const uint32_t pph = (uint32_t)((n_kv - 1) / C::STAGES) & 1u;
-              pp_wait<XP>(c, false);
-              mbar_wait(bar_vf + 8 * pst, pph);
-              reg_fence_arr(P);
-              wgmma_fence();
-              issue_pv<D, KT>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
-              wgmma_commit();
-              pp_signal<XP>(c);
-              wgmma_wait<0>();
-              reg_fence_arr(T);
-              __syncwarp();
-              if (lane == 0) mbar_arrive(bar_ve + 8 * pst);
-#pragma unroll
-              for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha_prev[(i >> 1) & 1], T[i]);
-          }
-      }
         if (c == 0 && !(XP & XP_NO_PINGPONG))
             named_sync<1, 256>();           /* consume WG2's last hand-over (E6) */
       }
@@ -849,8 +779,6 @@ static sage_status launch_all(const sage_sm90_params *p, int d, int kt, int pipe
         case 8: return launch_t<128, 128, 1, false, __half, 8>(p, tq, tk, tv, stream, msg);
         case 16: return launch_t<128, 128, 1, false, __half, 16>(p, tq, tk, tv, stream, msg);
         case 32: return launch_t<128, 128, 1, false, __half, 32>(p, tq, tk, tv, stream, msg);
-        case 64: return launch_t<128, 128, 1, false, __half, 64>(p, tq, tk, tv, stream, msg);
-        case 80: return launch_t<128, 128, 1, false, __half, 80>(p, tq, tk, tv, stream, msg);
         default: break;
         }
     }
