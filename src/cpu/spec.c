@@ -538,6 +538,17 @@ static inline double dot_f64(const float *x, const float *y, int64_t n) {
 /* Rows per work item of the reference and the floor (their state lives on the worker's stack). */
 #define SAGE_REF_ROWS 16
 
+/* Start R exact-softmax rows r0.. of (b, h): q rows in fp32, zero accumulators, empty max/sum. */
+static void rows_begin(const sage_args *a, int64_t b, int64_t h, int64_t r0, int64_t R,
+                       float qf[][SAGE_MAX_HEAD_DIM], double acc[][SAGE_MAX_HEAD_DIM], double *mx, double *l) {
+    for (int64_t r = 0; r < R; r++) {
+        sage_load_row(a->q, off_q(a, b, h, r0 + r), a->head_dim, a->dtype, qf[r]);
+        for (int64_t d = 0; d < a->head_dim; d++) acc[r][d] = 0.0;
+        mx[r] = -INFINITY;
+        l[r] = 0.0;
+    }
+}
+
 typedef struct ref_ctx {
     const sage_problem *p;
     int64_t n_chunks;       /* row chunks per head */
@@ -561,12 +572,7 @@ static void ref_item(void *vctx, int64_t item, int worker) {
     float kf[SAGE_MAX_HEAD_DIM], vf[SAGE_MAX_HEAD_DIM], out[SAGE_MAX_HEAD_DIM];
     (void)worker;
 
-    for (int64_t r = 0; r < R; r++) {
-        sage_load_row(a->q, off_q(a, b, h, r0 + r), D, a->dtype, qf[r]);
-        for (int64_t d = 0; d < D; d++) acc[r][d] = 0.0;
-        mx[r] = -INFINITY;
-        l[r] = 0.0;
-    }
+    rows_begin(a, b, h, r0, R, qf, acc, mx, l);
     const int64_t kmax = last_key(a, r0 + R - 1);
     for (int64_t t = 0; t <= kmax; t++) {
         sage_load_row(a->k, off_k(a, b, hk, t), D, a->dtype, kf);
@@ -642,12 +648,7 @@ static void floor_item(void *vctx, int64_t item, int worker) {
     double *s = c->scratch + (size_t)worker * c->scratch_doubles; /* [R][T] */
     double *vt = s + SAGE_REF_ROWS * T;                               /* [T][D] */
 
-    for (int64_t r = 0; r < R; r++) {
-        sage_load_row(a->q, off_q(a, b, h, r0 + r), D, a->dtype, qf[r]);
-        for (int64_t d = 0; d < D; d++) acc[r][d] = 0.0;
-        mx[r] = -INFINITY;
-        l[r] = 0.0;
-    }
+    rows_begin(a, b, h, r0, R, qf, acc, mx, l);
     const int64_t kmax = last_key(a, r0 + R - 1);
     for (int64_t t0 = 0; t0 <= kmax; t0 += T) {
         const int64_t nt = Nk - t0 < T ? Nk - t0 : T;
