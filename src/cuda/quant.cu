@@ -264,12 +264,23 @@ __device__ void rows_tile(const T *base, int64_t stride_n, int64_t row0, int row
     }
 }
 
+/* Which (batch, head) and which tile of it block `id` works on; ids < 2^31 (grid.x), so the
+ * divisions are 32-bit. */
+struct TileCoord {
+    int64_t bh, b, h;
+    int tile;
+};
+__device__ __forceinline__ TileCoord tile_coord(int64_t id, int tiles_per_head, int heads) {
+    const uint32_t id32 = (uint32_t)id, bh32 = id32 / (uint32_t)tiles_per_head;
+    return {(int64_t)bh32, (int64_t)(bh32 / (uint32_t)heads), (int64_t)(bh32 % (uint32_t)heads),
+            (int)(id32 - bh32 * (uint32_t)tiles_per_head)};
+}
+
 template <typename T>
 __device__ void quantize_q_tile(const QuantParams &P, int64_t tile_id, TileSmem &s, T *tile) {
-    /* block ids < 2^31 (grid.x): 32-bit index math */
-    const uint32_t id32 = (uint32_t)tile_id, bh32 = id32 / (uint32_t)P.q_tiles;
-    const int qt = (int)(id32 - bh32 * (uint32_t)P.q_tiles);
-    const int64_t bh = bh32, b = bh32 / (uint32_t)P.Hq, h = bh32 % (uint32_t)P.Hq;
+    const TileCoord tc = tile_coord(tile_id, P.q_tiles, P.Hq);
+    const int qt = tc.tile;
+    const int64_t bh = tc.bh, b = tc.b, h = tc.h;
     const int cta = P.g.cta_q;
     const int64_t row0 = (int64_t)qt * cta;
     const int rows_valid = (int)min((int64_t)cta, P.Nq - row0);
@@ -297,9 +308,9 @@ __device__ void quantize_q_tile(const QuantParams &P, int64_t tile_id, TileSmem 
 
 template <typename T>
 __device__ void quantize_k_tile(const QuantParams &P, int64_t tile_id, TileSmem &s, T *tile) {
-    const uint32_t id32 = (uint32_t)tile_id, bh32 = id32 / (uint32_t)P.k_tiles;
-    const int kt = (int)(id32 - bh32 * (uint32_t)P.k_tiles);
-    const int64_t bh = bh32, b = bh32 / (uint32_t)P.Hkv, h = bh32 % (uint32_t)P.Hkv;
+    const TileCoord tc = tile_coord(tile_id, P.k_tiles, P.Hkv);
+    const int kt = tc.tile;
+    const int64_t bh = tc.bh, b = tc.b, h = tc.h;
     const int cta = P.g.cta_k;
     const int64_t t0 = (int64_t)kt * cta;
     const int rows_valid = (int)min((int64_t)cta, P.Nk - t0);
@@ -324,9 +335,9 @@ __device__ void quantize_k_tile(const QuantParams &P, int64_t tile_id, TileSmem 
  * (2j+8, 2j+9) << 16: one 16-byte store per channel row. Padding tokens and channels are 0. */
 template <typename T>
 __device__ void quantize_v_block(const QuantParams &P, int64_t vid, T *tile) {
-    const uint32_t id32 = (uint32_t)vid, bh32 = id32 / (uint32_t)P.v_blocks_per_head;
-    const int vb = (int)(id32 - bh32 * (uint32_t)P.v_blocks_per_head);
-    const int64_t bh = bh32, b = bh32 / (uint32_t)P.Hkv, h = bh32 % (uint32_t)P.Hkv;
+    const TileCoord tc = tile_coord(vid, P.v_blocks_per_head, P.Hkv);
+    const int vb = tc.tile;
+    const int64_t bh = tc.bh, b = tc.b, h = tc.h;
     const int dp = P.d_pad, ntok = kThreads * 32 / dp; /* 16 KB of 16-bit values per block */
     const int64_t tb = (int64_t)vb * ntok;
     const int nvalid_blk = (int)max((int64_t)0, min((int64_t)ntok, P.Nk - tb));
