@@ -102,12 +102,13 @@ def main():
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="D 128 only, N 1K/4K/16K")
     ap.add_argument("--pv", type=int, default=0, help="0 auto, 1 fp8, 2 16-bit")
+    ap.add_argument("--dims", default="64,128,256", help="head dims, comma-separated")
     args = ap.parse_args()
     sage = Sage(args.lib)
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     Ns = [1024, 4096, 16384] if args.quick else [1024, 2048, 4096, 8192, 16384, 32768]
-    Ds = [128] if args.quick else [64, 128]
+    Ds = [128] if args.quick else [int(d) for d in args.dims.split(",")]
     H, tokens = 32, 16384
     rows = []
     print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}")

@@ -29,14 +29,19 @@ static tc_opts opts_pv(sage_pv_type pv) {
     return o;
 }
 
-/* Error of one run of the quantized algorithm against the reference (computed once by caller). */
-static tc_err run_err(const tc_data *d, const tc_out *ref, tc_opts o, int center) {
+/* Error of one run of the quantized algorithm in geometry g against the reference (computed once
+ * by the caller). */
+static tc_err run_err_geo(const tc_data *d, const tc_out *ref, tc_opts o, int center, sage_geometry g) {
     tc_out out = tc_out_alloc(d);
     tc_err e;
-    tc_run_quantized(d, &out, o, tc_cpu_geometry());
+    tc_run_quantized(d, &out, o, g);
     e = tc_compare(d, &out, ref, center);
     tc_out_free(&out);
     return e;
+}
+
+static tc_err run_err(const tc_data *d, const tc_out *ref, tc_opts o, int center) {
+    return run_err_geo(d, ref, o, center, tc_cpu_geometry());
 }
 
 static tc_err floor_err(const tc_data *d, const tc_out *ref, tc_opts o, int center) {
@@ -97,6 +102,9 @@ TEST(cpu_floor_reproduces_brief_values) {
 TEST(cpu_fp8_pv_within_budget) {
     const tc_input inputs[2] = {TC_RANDN, TC_KBIAS};
     const int64_t dims[2] = {64, 128};
+    /* the CPU kernels' geometry and the Hopper kernel's (2-row Q groups, 128-key K blocks) */
+    const sage_geometry geos[2] = {tc_cpu_geometry(), SAGE_SM90_GEOMETRY};
+    const char *geo_names[2] = {"cpu", "sm90"};
     for (int ii = 0; ii < 2; ii++)
         for (int di = 0; di < 2; di++) {
             tc_case c = tc_case_default();
@@ -109,16 +117,21 @@ TEST(cpu_fp8_pv_within_budget) {
             tc_out ref = tc_out_alloc(d);
             tc_run_reference(d, &ref);
             tc_err f = floor_err(d, &ref, opts_pv(SAGE_PV_FP8), 0);
-            tc_err e = run_err(d, &ref, opts_pv(SAGE_PV_FP8), 0);
-            case_label(label, sizeof label, &c, "fp8");
-            tc_print_err(label, e);
-            printf("    %-46s floor relL1 %.5f, ratio %.4f (budget %.2f)\n", "", f.rel_l1, e.rel_l1 / f.rel_l1,
-                   FP8_FLOOR_FACTOR);
-            CHECK_MSG(e.rel_l1 <= FP8_FLOOR_FACTOR * f.rel_l1, "%s: relL1 %.5f > %.2f x floor %.5f", label, e.rel_l1,
-                      FP8_FLOOR_FACTOR, f.rel_l1);
-            CHECK_MSG(e.cos >= FP8_COS_MIN, "%s: cos %.6f", label, e.cos);
-            CHECK_MSG(e.lse_max_abs < 0.02 && e.lse_inf_mismatch == 0, "%s: lse error %.3e", label, e.lse_max_abs);
-            CHECK(e.nonfinite == 0);
+            for (int gi = 0; gi < 2; gi++) {
+                char what[32];
+                snprintf(what, sizeof what, "fp8 %s", geo_names[gi]);
+                tc_err e = run_err_geo(d, &ref, opts_pv(SAGE_PV_FP8), 0, geos[gi]);
+                case_label(label, sizeof label, &c, what);
+                tc_print_err(label, e);
+                printf("    %-46s floor relL1 %.5f, ratio %.4f (budget %.2f)\n", "", f.rel_l1, e.rel_l1 / f.rel_l1,
+                       FP8_FLOOR_FACTOR);
+                CHECK_MSG(e.rel_l1 <= FP8_FLOOR_FACTOR * f.rel_l1, "%s: relL1 %.5f > %.2f x floor %.5f", label,
+                          e.rel_l1, FP8_FLOOR_FACTOR, f.rel_l1);
+                CHECK_MSG(e.cos >= FP8_COS_MIN, "%s: cos %.6f", label, e.cos);
+                CHECK_MSG(e.lse_max_abs < 0.02 && e.lse_inf_mismatch == 0, "%s: lse error %.3e", label,
+                          e.lse_max_abs);
+                CHECK(e.nonfinite == 0);
+            }
             tc_out_free(&ref);
             tc_free(d);
         }

@@ -40,7 +40,7 @@ template <int N> __device__ __forceinline__ void reg_fence_arr(float (&r)[N]) {
 """)
 
 # s8 x s8 -> s32, A and B from shared memory, N = 128 (the KV tile)
-for N in (64, 128):
+for N in (128,):
     nr = N // 2
     for first in (True, False):
         name = "wgmma_s8_ss_n%d_%s" % (N, "first" if first else "acc")
@@ -56,8 +56,10 @@ for N in (64, 128):
         P("}")
         P("")
 
-# e4m3 x e4m3 -> f32, A from registers, B from shared memory, N = D (64 or 128)
-for N in (64, 128):
+# e4m3 x e4m3 -> f32, A from registers, B from shared memory. N = D (64, 128; D = 256 runs two
+# N = 128 halves).
+PV_NS = (64, 128)
+for N in PV_NS:
     nr = N // 2
     for first in (True, False):
         name = "wgmma_e4m3_rs_n%d_%s" % (N, "first" if first else "acc")
@@ -73,17 +75,15 @@ for N in (64, 128):
         P("}")
         P("")
 
-P("""/* Dispatch on N at compile time. */
-template <int N> struct wgmma_pv;
-template <> struct wgmma_pv<64> {
-    static __device__ __forceinline__ void first(float (&d)[32], const uint32_t (&a)[4], uint64_t db) { wgmma_e4m3_rs_n64_first(d, a, db); }
-    static __device__ __forceinline__ void acc(float (&d)[32], const uint32_t (&a)[4], uint64_t db) { wgmma_e4m3_rs_n64_acc(d, a, db); }
-};
-template <> struct wgmma_pv<128> {
-    static __device__ __forceinline__ void first(float (&d)[64], const uint32_t (&a)[4], uint64_t db) { wgmma_e4m3_rs_n128_first(d, a, db); }
-    static __device__ __forceinline__ void acc(float (&d)[64], const uint32_t (&a)[4], uint64_t db) { wgmma_e4m3_rs_n128_acc(d, a, db); }
-};
-
-}  // namespace sage_sm90
-#endif""")
+P("/* Dispatch on N at compile time. */")
+P("template <int N> struct wgmma_pv;")
+for N in PV_NS:
+    nr = N // 2
+    P("template <> struct wgmma_pv<%d> {" % N)
+    for kind in ("first", "acc"):
+        P("    static __device__ __forceinline__ void %s(float (&d)[%d], const uint32_t (&a)[4], uint64_t db) { wgmma_e4m3_rs_n%d_%s(d, a, db); }" % (kind, nr, N, kind))
+    P("};")
+P("")
+P("}  // namespace sage_sm90")
+P("#endif")
 print("\n".join(out))

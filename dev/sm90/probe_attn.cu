@@ -111,16 +111,14 @@ struct Case {
     int gran;       // sage_qk_groups
     int o_pad;      // extra elements per o row (odd -> scalar stores)
     float kbias;    // per-channel bias added to K (what smoothing is for)
-    int kt = 128;   // KV tile (geometry cta_k): 128 = pipeline v1, 64 = pipeline v2
 };
 
-static int run_case(const Case &cs_in, int kt, int flags = 0) {
+static int run_case(const Case &cs_in, int flags = 0) {
     Case cs = cs_in;
-    cs.kt = kt;
     const int B = cs.B, Hq = cs.Hq, Hkv = cs.Hkv, Nq = cs.Nq, Nk = cs.Nk, D = cs.D;
     const bool bf16 = cs.bf16;
     const float sm_scale = 1.f / sqrtf((float)D);
-    const sage_geometry geo = {SAGE_SM90_CTA_Q, cs.kt, SAGE_SM90_WARPS_Q};
+    const sage_geometry geo = SAGE_SM90_GEOMETRY;
     const sage_qk_groups gran = (sage_qk_groups)cs.gran;
     const int64_t nq_pad = sage_round_up(Nq, geo.cta_q), nk_pad = sage_round_up(Nk, geo.cta_k);
     const int64_t nqg = sage_q_group_count(geo, gran, nq_pad), nkg = sage_k_group_count(geo, gran, nk_pad);
@@ -238,7 +236,7 @@ static int run_case(const Case &cs_in, int kt, int flags = 0) {
     p.o = d_o; p.o_sb = (int64_t)Hq * Nq * o_sn; p.o_sh = (int64_t)Nq * o_sn; p.o_sn = o_sn;
     p.lse = cs.lse ? d_lse : nullptr;
     p.sm_scale = sm_scale; p.causal = cs.causal; p.o_pairs = (o_sn % 2 == 0);
-    p.cta_k = cs.kt; p.pipe = 0; p.flags = flags;
+    p.d = D; p.flags = flags;
     char buf[256] = {0};
     sage_msg msg = {buf, sizeof buf};
     sage_status st = sage_sm90_launch(&p, D, bf16, d_q8, d_k8, d_v8, 0, msg);
@@ -364,8 +362,8 @@ static int run_case(const Case &cs_in, int kt, int flags = 0) {
     const double rel = se / std::max(sr, 1e-30), cosv = dot / sqrt(std::max(ng * ne, 1e-300));
     const double relx = xe / std::max(xr, 1e-30);
     const bool ok = unwritten == 0 && bad == 0 && lse_bad == 0 && rel <= 1e-3 && 1 - cosv <= 1e-6 && lmax <= 1e-3;
-    printf("kt%-3d xp%-2d %-34s %s relL1(emu)=%.2e 1-cos=%.1e lse_err=%.1e | vs exact: relL1=%.4f lse=%.1e | nan=%ld pad=%ld lsebad=%ld\n",
-           cs.kt, flags, cs.name, ok ? "PASS" : "FAIL", rel, 1 - cosv, lmax, relx, lmax_ref, unwritten, bad, lse_bad);
+    printf("xp%-2d %-34s %s relL1(emu)=%.2e 1-cos=%.1e lse_err=%.1e | vs exact: relL1=%.4f lse=%.1e | nan=%ld pad=%ld lsebad=%ld\n",
+           flags, cs.name, ok ? "PASS" : "FAIL", rel, 1 - cosv, lmax, relx, lmax_ref, unwritten, bad, lse_bad);
     cudaFree(d_q8); cudaFree(d_k8); cudaFree(d_v8); cudaFree(d_q); cudaFree(d_o); cudaFree(d_qsc); cudaFree(d_ksc);
     cudaFree(d_km); cudaFree(d_vs); cudaFree(d_vm); cudaFree(d_lse);
     return ok ? 0 : 1;
@@ -384,8 +382,8 @@ __global__ void fill_f(float *p, size_t n, float v) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) p[i] = v;
 }
 
-static void time_shape(int B, int H, int N, int D, int causal, int flags = 0, int iters = 15, int kt = 128) {
-    const sage_geometry geo = {SAGE_SM90_CTA_Q, kt, SAGE_SM90_WARPS_Q};
+static void time_shape(int B, int H, int N, int D, int causal, int flags = 0, int iters = 15) {
+    const sage_geometry geo = SAGE_SM90_GEOMETRY;
     const sage_qk_groups gran = SAGE_QK_PER_THREAD;
     const int64_t np = sage_round_up(N, 128);
     const int64_t nqg = sage_q_group_count(geo, gran, np), nkg = sage_k_group_count(geo, gran, np);
@@ -404,7 +402,7 @@ static void time_shape(int B, int H, int N, int D, int causal, int flags = 0, in
     p.batch = B; p.heads_q = H; p.heads_kv = H; p.group = 1; p.nq = N; p.nk = N; p.nq_pad = np; p.nk_pad = np;
     p.n_q_groups = nqg; p.n_k_groups = nkg; p.qk_gran = gran; p.q_scale = qs; p.k_scale = ks; p.v_scale = vs;
     p.o = o; p.o_sb = (int64_t)H * N * D; p.o_sh = (int64_t)N * D; p.o_sn = D; p.sm_scale = 1.f / sqrtf((float)D);
-    p.causal = causal; p.o_pairs = 1; p.flags = flags; p.cta_k = kt; p.pipe = 0;
+    p.causal = causal; p.o_pairs = 1; p.flags = flags; p.d = D;
     char buf[256];
     sage_msg msg = {buf, sizeof buf};
     cudaEvent_t e0, e1;
@@ -425,7 +423,7 @@ static void time_shape(int B, int H, int N, int D, int causal, int flags = 0, in
     std::sort(ts.begin(), ts.end());
     double ms = ts[ts.size() / 2];
     double ops = 4.0 * B * H * (double)N * N * D * (causal ? 0.5 : 1.0);
-    printf("TIME kernel v%d flags=%d D=%d causal=%d B=%d H=%d N=%d: %.3f ms  %.1f TOPS\n", kt == 64 ? 2 : 1, flags, D,
+    printf("TIME kernel v%d flags=%d D=%d causal=%d B=%d H=%d N=%d: %.3f ms  %.1f TOPS\n", 1, flags, D,
            causal, B, H, N, ms, ops / ms / 1e9);
     cudaFree(q8); cudaFree(k8); cudaFree(v8); cudaFree(qs); cudaFree(ks); cudaFree(vs); cudaFree(o);
 }
@@ -511,9 +509,7 @@ int main(int argc, char **argv) {
             {"d64 q130 k150 causalTL",           1, 2, 2, 130, 150, 64, 1, false, true, false, 3, 0, 0.f},
             {"d64 kbias5 smoothV bf16 q512 k700", 1, 2, 2, 512, 700, 64, 0, true, true, true, 3, 0, 5.f},
         };
-        for (const Case &c : cases) fails += run_case(c, 128);
-        for (const Case &c : cases)
-            if (c.D == 64) fails += run_case(c, 64);  /* pipeline v2 (D = 64 only) */
+        for (const Case &c : cases) fails += run_case(c);
         printf("CHECKS: %d failed\n", fails);
     }
     const int Ns[] = {1024, 2048, 4096, 8192, 16384, 32768};
@@ -521,8 +517,6 @@ int main(int argc, char **argv) {
         for (int D : {128, 64})
             for (int causal : {0, 1})
                 for (int N : Ns) time_shape(std::max(1, 16384 / N), 32, N, D, causal);
-        for (int causal : {0, 1})
-            for (int N : Ns) time_shape(std::max(1, 16384 / N), 32, N, 64, causal, 0, 15, 64);  /* v2 */
     }
     if (has("tq")) {  /* quick grid: the targets' shapes */
         for (int D : {128, 64})
@@ -540,7 +534,7 @@ int main(int argc, char **argv) {
             {"d128 kbias5 perthread q300 k777",  2, 4, 2, 300, 777, 128, 0, false, true, false, 3, 0, 5.f},
         };
         for (int xp : {16, 32})
-            for (const Case &c : xc) fails += run_case(c, 128, xp);
+            for (const Case &c : xc) fails += run_case(c, xp);
         printf("XP CHECKS: %d failed\n", fails);
         for (int xp : {0, 16, 32, 1, 2, 4}) time_shape(2, 32, 8192, 128, 0, xp);
     }
@@ -554,7 +548,7 @@ int main(int argc, char **argv) {
             {"d128 q128 k200 (two tiles)",       1, 2, 2, 128, 200, 128, 0, false, true, false, 3, 0, 0.f},
         };
         for (int xp : {16, 32})
-            for (const Case &c : xc) fails += run_case(c, 128, xp);
+            for (const Case &c : xc) fails += run_case(c, xp);
         printf("XP CHECKS: %d failed\n", fails);
         for (int xp : {0, 16, 32})
             for (int N : {1024, 8192, 16384}) time_shape(std::max(1, 16384 / N), 32, N, 128, 0, xp);

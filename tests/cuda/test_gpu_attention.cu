@@ -72,14 +72,15 @@ TEST(gpu_attn_every_option) {
         }
 }
 
-/* The default mode over input type x head dim x causal, with GQA and B = 2. */
+/* The default mode over input type x head dim x causal, with GQA and B = 2. Head dims: the
+ * Hopper kernel's native 64 / 128 / 256 and padded ones (32, 40, 96, 200). */
 TEST(gpu_attn_default_grid) {
     if (!gpu_available()) return;
-    const int64_t dims[] = {64, 128, 96, 40};
+    const int64_t dims[] = {64, 128, 96, 40, 256, 200, 32};
     const sage_causal cm[] = {SAGE_CAUSAL_NONE, SAGE_CAUSAL_TOP_LEFT, SAGE_CAUSAL_BOTTOM_RIGHT};
     for (const char *kn : gpu_kernels_for_device())
         for (int dt = 0; dt < 2; dt++)
-            for (int di = 0; di < 4; di++)
+            for (int di = 0; di < (int)(sizeof dims / sizeof dims[0]); di++)
                 for (int ci = 0; ci < 3; ci++) {
                     tc_case c = tc_case_default();
                     c.dtype = dt ? SAGE_DTYPE_BF16 : SAGE_DTYPE_FP16;
@@ -97,14 +98,14 @@ TEST(gpu_attn_long_kv) {
     if (!gpu_available()) return;
     const bool fp8 = sage_has_fp8_mma(gpu_cc());
     for (const char *kn : gpu_kernels_for_device())
-        for (int pvi = 0; pvi < 2; pvi++) {
-            if (pvi == 0 && !fp8) continue;
+        for (int pvi = 0; pvi < 3; pvi++) {
+            if (pvi != 1 && !fp8) continue;
             tc_case c = tc_case_default();
-            c.B = 1; c.Hq = 2; c.Hkv = 1; c.Nq = 256; c.Nk = 8192 + 77; c.D = 128;
+            c.B = 1; c.Hq = 2; c.Hkv = 1; c.Nq = 256; c.Nk = 8192 + 77; c.D = pvi == 2 ? 256 : 128;
             c.seed = 3000 + pvi;
             tc_opts o = tc_opts_default();
-            o.pv = pvi == 0 ? SAGE_PV_FP8 : SAGE_PV_16BIT;
-            attn_case(c, o, kn, pvi == 0 ? "Nk 8269 pv8" : "Nk 8269 pv16");
+            o.pv = pvi == 1 ? SAGE_PV_16BIT : SAGE_PV_FP8;
+            attn_case(c, o, kn, pvi == 0 ? "Nk 8269 pv8" : pvi == 1 ? "Nk 8269 pv16" : "Nk 8269 pv8 D256");
         }
 }
 

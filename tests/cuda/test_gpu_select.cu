@@ -51,10 +51,13 @@ TEST(gpu_select_plan) {
     st = sage_supported(&a, &plan, msg, sizeof msg);
     CHECK(st == SAGE_OK && !strcmp(plan.kernel, "cuda_reference"));
 
-    /* head_dim 256: only the Hopper kernel takes it */
+    /* head_dim 256: only the Hopper kernel takes it; 257: nothing does */
     sage_args b = cuda_args(256);
     st = sage_supported(&b, &plan, msg, sizeof msg);
     if (cc != 90) CHECK_MSG(st == SAGE_ERR_HEAD_DIM && strstr(msg, "128"), "D256 on sm_%d: %d %s", cc, (int)st, msg);
+    else CHECK_MSG(st == SAGE_OK && !strcmp(plan.kernel, "cuda_sm90_wgmma"), "D256 on sm_90: %d %s", (int)st, msg);
+    b.head_dim = 257;
+    CHECK_EQ_INT(sage_supported(&b, &plan, msg, sizeof msg), SAGE_ERR_HEAD_DIM);
     /* device out of range */
     sage_args c = cuda_args(64);
     c.device_ordinal = 999;

@@ -1,5 +1,5 @@
 /* Hopper kernel (cuda_sm90_wgmma) cases the generic GPU tests do not reach: the K/V stage ring
- * wrapping around at both head dims (3 stages at D = 128, 4 at D = 64), KV tile counts of 1, 2,
+ * wrapping around at every head dim (4 stages at D = 64, 3 at 128, 2 at 256), KV tile counts of 1, 2,
  * STAGES and STAGES + 1 (the pipeline's first/last-tile paths), causal CTAs that skip KV tiles,
  * GQA with 4 query heads per KV head (CTAs of different heads share K/V tiles in L2), and Q row
  * counts that leave one consumer warpgroup without rows. GPU vs CPU spec, brief §4 tolerances. */
@@ -43,12 +43,13 @@ TEST(gpu_sm90_tile_counts_and_ring) {
         sage_test_skip("cuda_sm90_wgmma is not built or not runnable on this device");
         return;
     }
-    /* KV tiles of 128 keys: 1, 2, 3 (= D128 stages), 4 (= D64 stages), 5, 16 (ring wraps). */
+    /* KV tiles of 128 keys: 1, 2 (= D256 stages), 3 (= D128 stages), 4 (= D64 stages), 5, 16 (ring
+     * wraps). */
     const int64_t nks[] = {100, 256, 300, 512, 577, 2000};
     const int64_t nqs[] = {64, 200};   /* 64: the second consumer warpgroup has no valid row */
     const sage_causal cms[] = {SAGE_CAUSAL_NONE, SAGE_CAUSAL_BOTTOM_RIGHT, SAGE_CAUSAL_TOP_LEFT};
     int n = 0;
-    for (int64_t D : {64, 128})
+    for (int64_t D : {64, 128, 256})
         for (int64_t Nk : nks)
             for (int64_t Nq : nqs)
                 for (sage_causal cm : cms) {
@@ -76,7 +77,7 @@ TEST(gpu_sm90_causal_skip) {
         sage_test_skip("cuda_sm90_wgmma is not built or not runnable on this device");
         return;
     }
-    for (int64_t D : {64, 128}) {
+    for (int64_t D : {64, 128, 256}) {
         tc_case c = tc_case_default();
         c.B = 2; c.Hq = 2; c.Hkv = 2; c.Nq = 1100; c.Nk = 1100; c.D = D;
         c.causal = SAGE_CAUSAL_TOP_LEFT;

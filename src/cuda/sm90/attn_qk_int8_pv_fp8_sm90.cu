@@ -5,7 +5,9 @@
  *        STAGES buffers guarded by full/empty mbarriers, E5); setmaxnreg.dec 24.
  *   WG1, WG2 consumers: each owns 64 of the CTA's 128 query rows (one m64 wgmma tile);
  *        setmaxnreg.inc 240 (24 + 240 + 240 = 504 = 3 x 168, F3).
- * Pipeline v1 (the library; KV tiles of 128 keys). Per KV tile j a consumer warpgroup:
+ * Head dims 64, 128, 256 (the template D; other D <= 256 run padded to the next of these: the
+ * quantizer zero-fills the padded channels and only the first p.d columns of o are stored).
+ * KV tiles of 128 keys. Per KV tile j a consumer warpgroup, for D <= 128:
  *   issues S(j) = Q8 . K8(j)^T        wgmma m64n128k32 s32.s8.s8, A and B from smem (K-major)
  *   issues T = P(j-1) . V8(j-1)       wgmma m64nDk32 f32.e4m3.e4m3, A = P from registers, fresh
  *                                     accumulator (scale-d = 0 on the first k-step): level one of
@@ -13,9 +15,10 @@
  *   softmax(j) on S(j) while T is computed (the PV of the previous tile overlaps the softmax)
  *   O = O * alpha(j-1) + T            level two, true fp32 in registers
  * The two consumer warpgroups take turns issuing (named barriers 1 and 2, E6) so one's softmax
- * runs while the tensor cores work on the other's matrices.
- * Pipeline v2 (dev probe only; D = 64, KV tiles of 64 keys): QK^T(j+1) and PV(j-1) both in
- * flight during softmax(j), two S register sets (v2_step). Measured slower than v1 at N >= 4K.
+ * runs while the tensor cores work on the other's matrices. D = 256 does not fit that schedule in
+ * 240 registers (O alone is 132): per tile it runs S(j), softmax(j), then PV in two halves of 128
+ * channels, each folded into O before the next is issued; the other warpgroup fills the gaps.
+ *
  *
  * Scores: s = int32 sum, sc = (qs * ks) * (sm_scale * log2 e), base 2. Row max on the raw sums
  * (IMNMX), scaled per lane; exponent fma(float(s), sc, -(m - SHIFT)) in one FFMA, the CPU spec's
@@ -39,35 +42,39 @@
 namespace sage_sm90 {
 
 constexpr int CTA_Q = SAGE_SM90_CTA_Q;   /* query rows per CTA: 2 consumer WGs x 64 */
+constexpr int KT = SAGE_SM90_CTA_K;      /* keys per KV tile */
 constexpr int WG_Q = 64;                 /* query rows per consumer warpgroup (one m64 tile) */
 constexpr int NTHREADS = 384;
 constexpr float SHIFT = 8.807354922057604f; /* log2(448): P~ spans the e4m3 range [0, 448] */
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr float LN2 = 0.6931471805599453f;
+static_assert(KT == 128 && CTA_Q == KT, "Q and K sub-tiles share one descriptor step (issue_qk)");
 
 /* Experiment variants (template parameter XP; only built with SAGE_SM90_EXPERIMENTS, for the
  * dev/sm90 probe; the library instantiates XP = 0). Bits 1-8 compute wrong results on purpose:
  * each removes one part of the work to show what bounds the time. */
 constexpr int XP_NO_PINGPONG = 1;   /* consumer warpgroups issue without taking turns */
 constexpr int XP_NO_MUFU = 2;       /* exp2 replaced by an FFMA */
-constexpr int XP_NO_SOFTMAX = 4;    /* no max / exp / row sum: P = S * scale */
+constexpr int XP_NO_SOFTMAX = 4;    /* no max / exp: P = S * scale */
 constexpr int XP_NO_PV = 8;         /* the PV wgmma is not issued */
-/* Candidates for issue 6 (numerically valid; not measured yet): */
+/* Measured slower (docs/perf-log.md, issue 6): */
 constexpr int XP_POLY_QUARTER = 16; /* exp2 of 1 in 4 scores by a polynomial on the FMA pipe */
 constexpr int XP_POLY_HALF = 32;    /* exp2 of 1 in 2 scores by the polynomial */
 
-template <int D, int KT> struct Cfg {
-    static_assert(D == 64 || D == 128, "D must be 64 or 128");
-    static_assert(KT == 64 || KT == 128, "KV tile must be 64 or 128");
-    /* 96-128 KB of K/V stages (D = 128, KT = 128: 3 x 32 KB). One CTA per SM (384 threads x 168
-     * registers), so shared memory does not limit residency; stages only add prefetch depth. */
-#ifndef SAGE_SM90_STAGES_D128
-#define SAGE_SM90_STAGES_D128 3
-#endif
-    static constexpr int STAGES = KT == 128 ? (D == 128 ? SAGE_SM90_STAGES_D128 : 4) : (D == 128 ? 6 : 8);
-    static constexpr uint32_t Q_BYTES = CTA_Q * D;         /* Q tile [128][D] int8 */
-    static constexpr uint32_t K_BYTES = KT * D;            /* K tile [KT][D] int8 */
-    static constexpr uint32_t V_BYTES = D * KT;            /* V^T tile [D][KT] e4m3 */
+template <int D> struct Cfg {
+    static_assert(D == 64 || D == 128 || D == 256, "D must be 64, 128 or 256");
+    /* Stages of the K/V ring: 4 x 25 KB (D = 64), 3 x 49 KB (128), 2 x 97 KB (256). One CTA per
+     * SM (384 threads x 168 registers), so shared memory does not limit residency; stages only
+     * add prefetch depth. */
+    static constexpr int STAGES = D == 64 ? 4 : D == 128 ? 3 : 2;
+    /* Q and K rows are D bytes; a swizzled TMA box spans at most 128 bytes (D4), so D = 256 tiles
+     * are stored as two column sub-tiles of 128-byte rows. D = 64: 64B swizzle (B3). */
+    static constexpr int QK_SWZ = D == 64 ? 64 : 128;
+    static constexpr int SUBS = D / QK_SWZ;
+    static constexpr uint32_t SUB_BYTES = CTA_Q * QK_SWZ;   /* one Q or K sub-tile (CTA_Q == KT) */
+    static constexpr uint32_t Q_BYTES = CTA_Q * D;          /* Q tile [128][D] int8 */
+    static constexpr uint32_t K_BYTES = KT * D;             /* K tile [KT][D] int8 */
+    static constexpr uint32_t V_BYTES = D * KT;             /* V^T tile [D][KT] e4m3 */
     static constexpr uint32_t OFF_Q = 0;
     static constexpr uint32_t OFF_K = OFF_Q + Q_BYTES;
     static constexpr uint32_t OFF_V = OFF_K + STAGES * K_BYTES;
@@ -76,10 +83,9 @@ template <int D, int KT> struct Cfg {
     static constexpr uint32_t BAR_BYTES = 8 * (1 + 4 * STAGES);
     /* +1024: dynamic smem is only 16-B aligned; swizzled tiles need 1024-B alignment (D6). */
     static constexpr uint32_t SMEM = OFF_BAR + BAR_BYTES + 1024;
-    /* Q and K rows are D bytes: D = 128 -> 128B swizzle, D = 64 -> 64B swizzle (B3).
-     * V^T rows are KT bytes: KT = 128 -> 128B, KT = 64 -> 64B. */
-    static constexpr int QK_SWZ = D;
-    static constexpr int V_SWZ = KT;
+    static constexpr int V_SWZ = 128;                       /* V^T rows are KT = 128 bytes */
+    /* T registers: one PV MMA of N = D for D <= 128; D = 256 runs two of N = 128. */
+    static constexpr int NT = (D == 256 ? 128 : D) / 2;
 };
 
 /* Shared-memory matrix descriptor (B1), K-major, swizzle span `swz` bytes (128 or 64): LBO
@@ -182,12 +188,15 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
     /* Row max as a tree: NP independent partial maxima per row (ILP). Unmasked tiles: IMNMX on
      * the raw int32 sums; masked tiles: FMNMX on the converted sums with -inf in the dead ones
      * (one array live instead of two). Both give max_s exactly (|S| < 2^22). */
-    constexpr int NP = NS >= 64 ? 8 : 4;
+    /* 4 partial maxima / sums per row (2 maxima on the masked path, where all of Pf is live):
+     * more spill at D = 128 causal, and 8 measured no faster (docs/perf-log.md, version 2). */
+    constexpr int NP = 4;
+    constexpr int NPM = MASK ? 2 : NP;
     float mx[2];
     if (MASK) {
-        float pm[2][NP];
+        float pm[2][NPM];
 #pragma unroll
-        for (int k = 0; k < NP; ++k) pm[0][k] = pm[1][k] = -INFINITY;
+        for (int k = 0; k < NPM; ++k) pm[0][k] = pm[1][k] = -INFINITY;
 #pragma unroll
         for (int i = 0; i < NS; ++i) {
             const int col = kv0 + 8 * (i >> 2) + 2 * qd + (i & 1);
@@ -195,15 +204,15 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
             bool dead = col >= nk;
             if (CAUSAL) dead = dead || col > row + causal_off;
             Pf[i] = dead ? -INFINITY : (float)(int)S[i];
-            const int r = (i >> 1) & 1, k = (((i >> 2) * 2) + (i & 1)) % NP;
+            const int r = (i >> 1) & 1, k = (((i >> 2) * 2) + (i & 1)) % NPM;
             pm[r][k] = fmaxf(pm[r][k], Pf[i]);
         }
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
 #pragma unroll
-            for (int w = 1; w < NP; w *= 2)
+            for (int w = 1; w < NPM; w *= 2)
 #pragma unroll
-                for (int k = 0; k + w < NP; k += 2 * w) pm[r][k] = fmaxf(pm[r][k], pm[r][k + w]);
+                for (int k = 0; k + w < NPM; k += 2 * w) pm[r][k] = fmaxf(pm[r][k], pm[r][k + w]);
             mx[r] = __fmul_rn(pm[r][0], sc);   /* -inf stays -inf */
         }
     } else {
@@ -296,30 +305,36 @@ __device__ __forceinline__ void pack_p(const float (&Pf)[NS], uint32_t (&P)[NS /
     }
 }
 
-/* Issue S = Q . K^T for one KV tile of KT keys: D/32 k-steps of 32 bytes along each row (B3). */
-template <int D, int KT>
+/* Issue S = Q . K^T for one KV tile: D/32 k-steps of 32 bytes along each row (B3); k-steps 4..7
+ * of D = 256 read the second column sub-tile (SUB_BYTES further: Q's and K's are the same size). */
+template <int D>
 __device__ __forceinline__ void issue_qk(uint32_t (&S)[KT / 2], uint64_t qdesc, uint64_t kdesc) {
-    if constexpr (KT == 128) {
-        wgmma_s8_ss_n128_first(S, qdesc, kdesc);
+    wgmma_s8_ss_n128_first(S, qdesc, kdesc);
 #pragma unroll
-        for (int ks = 1; ks < D / 32; ++ks) wgmma_s8_ss_n128_acc(S, qdesc + 2 * ks, kdesc + 2 * ks);
-    } else {
-        wgmma_s8_ss_n64_first(S, qdesc, kdesc);
-#pragma unroll
-        for (int ks = 1; ks < D / 32; ++ks) wgmma_s8_ss_n64_acc(S, qdesc + 2 * ks, kdesc + 2 * ks);
+    for (int ks = 1; ks < D / 32; ++ks) {
+        const int off = (ks / 4) * (int)(Cfg<D>::SUB_BYTES >> 4) + 2 * (ks % 4);
+        wgmma_s8_ss_n128_acc(S, qdesc + off, kdesc + off);
     }
 }
 
-/* Issue T = P . V for one KV tile: KT/32 k32 chunks of tokens; the V^T tile has KT-byte rows,
- * chunk c starts 32c bytes into each row (+2 in the descriptor's 16-byte address field). */
-template <int D, int KT>
-__device__ __forceinline__ void issue_pv(float (&T)[D / 2], const uint32_t (&P)[KT / 8], uint64_t vdesc) {
+/* Issue T = P . V for one KV tile: KT/32 k32 chunks of tokens over the N V^T rows at vdesc; the
+ * V^T tile has KT-byte rows, chunk c starts 32c bytes into each row (+2 in the descriptor's
+ * 16-byte address field). */
+template <int N>
+__device__ __forceinline__ void issue_pv(float (&T)[N / 2], const uint32_t (&P)[KT / 8], uint64_t vdesc) {
 #pragma unroll
     for (int c = 0; c < KT / 32; ++c) {
         const uint32_t a[4] = {P[4 * c], P[4 * c + 1], P[4 * c + 2], P[4 * c + 3]};
-        if (c == 0) wgmma_pv<D>::first(T, a, vdesc);
-        else wgmma_pv<D>::acc(T, a, vdesc + 2 * c);
+        if (c == 0) wgmma_pv<N>::first(T, a, vdesc);
+        else wgmma_pv<N>::acc(T, a, vdesc + 2 * c);
     }
+}
+
+/* Level two of the two-level accumulation: O[o0 + i] = O[o0 + i] * alpha(row) + T[i]. */
+template <int NO, int N>
+__device__ __forceinline__ void fold(float (&O)[NO], const float (&T)[N], int o0, const float (&alpha)[2]) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) O[o0 + i] = fmaf(O[o0 + i], alpha[(i >> 1) & 1], T[i]);
 }
 
 /* Ping-pong of the two consumer warpgroups (E6): WG c waits for its turn, issues, hands over. */
@@ -337,76 +352,106 @@ template <int XP> __device__ __forceinline__ void pp_signal(int c) {
     else named_arrive<1, 256>();
 }
 
-/* Pipeline v2: what one tile's step needs besides its register arrays. */
-struct V2Ctx {
-    uint32_t s_k, s_v, bar_kf, bar_ke, bar_vf, bar_ve;
-    uint64_t qdesc;
-    const float *ks_ptr;
-    int ks_step;
-    float qs, cs;                       /* S scale of tile j: (qs * ks_j) * cs, the spec's order */
-    int nk, row0, causal_off, qd, lane, rmin;
-};
-
-/* Pipeline v2, one KV tile j: issue QK(j+1) (unless LAST), wait for S(j), softmax(j) while
- * QK(j+1) and PV(j-1) run, wait for PV(j-1) (unless FIRST) and add it into O, pack P(j) and
- * issue PV(j). The wait_group counts follow from the commit order QK(j), PV(j-1), QK(j+1)
- * (every group non-empty, so ptxas can prove which wgmma each wait covers and keeps them
- * asynchronous: no C7514/C7515 serialization). */
-template <int D, int KT, bool CAUSAL, int XP, bool FIRST, bool LAST>
-__device__ __forceinline__ void v2_step(int j, uint32_t (&Scur)[KT / 2], uint32_t (&Snxt)[KT / 2],
-                                        float (&Pf)[KT / 2], float (&T)[D / 2], uint32_t (&P)[KT / 8],
-                                        float (&O)[D / 2], float (&m)[2], float (&l)[2], float (&alpha_prev)[2],
-                                        int &st, uint32_t &ph, const V2Ctx &x) {
-    using C = Cfg<D, KT>;
-    constexpr int NS = KT / 2;
-    const float ks = x.ks_ptr[j * x.ks_step];
-    const int st1 = st + 1 == C::STAGES ? 0 : st + 1;
-    const uint32_t ph1 = st + 1 == C::STAGES ? ph ^ 1u : ph;
-    if constexpr (!LAST) {
-        mbar_wait(x.bar_kf + 8 * st1, ph1);
-        wgmma_fence();
-        issue_qk<D, KT>(Snxt, x.qdesc, make_desc(x.s_k + st1 * C::K_BYTES, C::QK_SWZ));
-        wgmma_commit();                 /* QK(j+1) */
-    }
-    wgmma_wait<(FIRST ? 0 : 1) + (LAST ? 0 : 1)>();   /* QK(j) done */
-    reg_fence_arr(Scur);
-    __syncwarp();
-    if (x.lane == 0) mbar_arrive(x.bar_ke + 8 * st);
-    float alpha[2];
-    const int kv0 = j * KT;
-    if (kv0 + KT > x.nk || (CAUSAL && kv0 + KT - 1 > x.rmin + x.causal_off))
-        softmax_tile<NS, true, CAUSAL, XP>(Scur, Pf, (x.qs * ks) * x.cs, m, l, alpha, kv0, x.nk, x.row0, x.causal_off, x.qd);
-    else
-        softmax_tile<NS, false, CAUSAL, XP>(Scur, Pf, (x.qs * ks) * x.cs, m, l, alpha, kv0, x.nk, x.row0, x.causal_off, x.qd);
-    if constexpr (!FIRST) {
-        wgmma_wait<LAST ? 0 : 1>();     /* PV(j-1) done */
-        reg_fence_arr(T);
-        reg_fence_arr(P);
-        __syncwarp();
-        if (x.lane == 0) mbar_arrive(x.bar_ve + 8 * (st == 0 ? C::STAGES - 1 : st - 1));
-#pragma unroll
-        for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha_prev[(i >> 1) & 1], T[i]);
-    }
-    alpha_prev[0] = alpha[0];
-    alpha_prev[1] = alpha[1];
-    pack_p<NS>(Pf, P);
-    mbar_wait(x.bar_vf + 8 * st, ph);
-    reg_fence_arr(P);
-    wgmma_fence();
-    if (!(XP & XP_NO_PV)) issue_pv<D, KT>(T, P, make_desc(x.s_v + st * C::V_BYTES, C::V_SWZ));
-    wgmma_commit();                     /* PV(j) */
-    st = st1;
-    ph = ph1;
+/* A special register read the compiler cannot merge with an earlier read (asm volatile): the
+ * epilogue recomputes its coordinates instead of keeping them live across the main loop, where
+ * every register is taken. */
+__device__ __forceinline__ int sreg_tid() {
+    int r;
+    asm volatile("mov.u32 %0, %%tid.x;\n" : "=r"(r));
+    return r;
+}
+__device__ __forceinline__ int3 sreg_ctaid() {
+    int3 r;
+    asm volatile("mov.u32 %0, %%ctaid.x;\nmov.u32 %1, %%ctaid.y;\nmov.u32 %2, %%ctaid.z;\n"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z));
+    return r;
 }
 
-template <int D, int KT, int PIPE, bool CAUSAL, typename OutT, int XP>
+/* Epilogue of a consumer thread: o = O / l * vs (+ v_mean) for its rows g, g + 8 and its
+ * columns below p.d; lse. l: the lane's share of the row sums (all of it on the quad's lane 0). */
+template <int D, typename OutT>
+__device__ __forceinline__ void epilogue(const sage_sm90_params &p, const float (&O)[D / 2], float (&l)[2],
+                                         const float (&m)[2]) {
+    const int tid = sreg_tid();
+    const int3 cta = sreg_ctaid();
+    const int wg = tid / 128, t = tid - 128 * wg, lane = t % 32, qd = lane % 4;
+    const int h = cta.y, b = cta.z, hk = h / p.group;
+    const int row0 = ((int)gridDim.x - 1 - cta.x) * CTA_Q + WG_Q * (wg - 1) + 16 * (t / 32) + lane / 4;
+    const int64_t bh = (int64_t)b * p.heads_q + h, bhk = (int64_t)b * p.heads_kv + hk;
+    /* l of rows g and g + 8: the sum of the quad's partial sums */
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    const float inv[2] = {l[0] > 0.f ? 1.f / l[0] : 0.f, l[1] > 0.f ? 1.f / l[1] : 0.f};
+    const float *vs = p.v_scale + bhk * D;
+    const float *vm = p.v_mean ? p.v_mean + bhk * D : nullptr;
+    OutT *o_head = reinterpret_cast<OutT *>(p.o) + (int64_t)b * p.o_sb + (int64_t)h * p.o_sh;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int row = row0 + 8 * r;
+        if (row >= p.nq) continue;
+        OutT *orow = o_head + (int64_t)row * p.o_sn;
+        const bool live = l[r] > 0.f;
+#pragma unroll
+        for (int jb = 0; jb < D / 8; ++jb) {
+            const int d = 8 * jb + 2 * qd;
+            if (d >= p.d) break;     /* padded channels (p.d < D) are not stored */
+            float v0 = O[4 * jb + 2 * r] * inv[r] * vs[d];
+            float v1 = O[4 * jb + 2 * r + 1] * inv[r] * vs[d + 1];
+            if (vm && live) {
+                v0 += vm[d];
+                v1 += vm[d + 1];
+            }
+            if (p.o_pairs && d + 1 < p.d) {
+                *reinterpret_cast<uint32_t *>(orow + d) = OutTraits<OutT>::pack2(v0, v1);
+            } else {
+                orow[d] = OutTraits<OutT>::one(v0);
+                if (d + 1 < p.d) orow[d + 1] = OutTraits<OutT>::one(v1);
+            }
+        }
+    }
+    if (p.lse) {
+        /* q . k_mean of the raw (unquantized) row: each lane of the quad sums a quarter of the
+         * channels. */
+        float qk[2] = {0.f, 0.f};
+        if (p.k_mean) {
+            const float *km = p.k_mean + bhk * D;
+            const int d_end = min((qd + 1) * (D / 4), p.d);
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int row = min(row0 + 8 * r, p.nq - 1);
+                const int64_t base = (int64_t)b * p.q_sb + (int64_t)h * p.q_sh + (int64_t)row * p.q_sn;
+                float acc = 0.f;
+                for (int d = qd * (D / 4); d < d_end; ++d)
+                    acc = fmaf(OutTraits<OutT>::load(p.q, base + d), km[d], acc);
+                acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+                acc += __shfl_xor_sync(0xffffffffu, acc, 2);
+                qk[r] = acc;
+            }
+        }
+        if (qd == 0) {
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int row = row0 + 8 * r;
+                if (row >= p.nq) continue;
+                p.lse[bh * p.nq + row] =
+                    l[r] > 0.f ? LN2 * (m[r] + log2f(l[r]) - SHIFT) + p.sm_scale * qk[r] : -INFINITY;
+            }
+        }
+    }
+}
+
+template <int D, bool CAUSAL, typename OutT, int XP>
 __global__ void __launch_bounds__(NTHREADS, 1)
     attn_qk_int8_pv_fp8_sm90(const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
                              const __grid_constant__ CUtensorMap tm_v, const __grid_constant__ sage_sm90_params p) {
-    using C = Cfg<D, KT>;
+    using C = Cfg<D>;
     constexpr int NS = KT / 2;         /* S registers per thread (m64 x KT tile, A4) */
     extern __shared__ uint8_t smem_raw[];
-    const uint32_t sbase = (smem_addr(smem_raw) + 1023u) & ~1023u;
+    const uint32_t sraw = smem_addr(smem_raw);
+    const uint32_t sbase = (sraw + 1023u) & ~1023u;
     const uint32_t s_q = sbase + C::OFF_Q, s_k = sbase + C::OFF_K, s_v = sbase + C::OFF_V;
     const uint32_t bar_q = sbase + C::OFF_BAR;
     const uint32_t bar_kf = bar_q + 8, bar_ke = bar_kf + 8 * C::STAGES;
@@ -452,13 +497,17 @@ __global__ void __launch_bounds__(NTHREADS, 1)
             const int yk = (int)(((int64_t)b * p.heads_kv + hk) * p.nk_pad);
             const int yv = (int)(((int64_t)b * p.heads_kv + hk) * D);
             mbar_arrive_expect_tx(bar_q, C::Q_BYTES);
-            tma_load_2d(s_q, &tm_q, 0, yq, bar_q);
+#pragma unroll
+            for (int u = 0; u < C::SUBS; ++u) tma_load_2d(s_q + u * C::SUB_BYTES, &tm_q, u * C::QK_SWZ, yq, bar_q);
             int st = 0;
             uint32_t ph = 0;
             for (int j = 0; j < n_kv; ++j) {
                 mbar_wait(bar_ke + 8 * st, ph ^ 1u);
                 mbar_arrive_expect_tx(bar_kf + 8 * st, C::K_BYTES);
-                tma_load_2d(s_k + st * C::K_BYTES, &tm_k, 0, yk + j * KT, bar_kf + 8 * st);
+#pragma unroll
+                for (int u = 0; u < C::SUBS; ++u)
+                    tma_load_2d(s_k + st * C::K_BYTES + u * C::SUB_BYTES, &tm_k, u * C::QK_SWZ, yk + j * KT,
+                                bar_kf + 8 * st);
                 mbar_wait(bar_ve + 8 * st, ph ^ 1u);
                 mbar_arrive_expect_tx(bar_vf + 8 * st, C::V_BYTES);
                 tma_load_2d(s_v + st * C::V_BYTES, &tm_v, j * KT, yv, bar_vf + 8 * st);
@@ -475,245 +524,184 @@ __global__ void __launch_bounds__(NTHREADS, 1)
     const int w = t / 32, lane = t % 32, g = lane / 4, qd = lane % 4;
     const int row0 = q0 + WG_Q * c + 16 * w + g; /* this thread's rows: row0, row0 + 8 */
 
-    const sage_geometry geo = {CTA_Q, KT, SAGE_SM90_WARPS_Q};
+    const sage_geometry geo = SAGE_SM90_GEOMETRY;
     const sage_qk_groups gran = (sage_qk_groups)p.qk_gran;
     const int64_t bh = (int64_t)b * p.heads_q + h, bhk = (int64_t)b * p.heads_kv + hk;
     const float qs = p.q_scale[bh * p.n_q_groups + sage_q_group(geo, gran, row0)];
     const float cs = p.sm_scale * LOG2E;  /* scores in base-2 units; S scale = (qs * ks) * cs */
-    /* K scale of tile j: ks_ptr[j * ks_step] (geometry.h: per-thread groups are (tile, q), 4 per
-     * tile; per-block and per-warp one per tile). */
+    /* K scale of tile j: k_scale[ks_off + j * ks_step] (geometry.h: per-thread groups are
+     * (tile, q), 4 per tile; per-block and per-warp one per tile). */
     const int ks_step = gran == SAGE_QK_PER_THREAD ? 4 : 1;
-    const float *ks_ptr = p.k_scale + bhk * p.n_k_groups + sage_k_group(geo, gran, 2 * qd);
 
     float O[D / 2];
 #pragma unroll
     for (int i = 0; i < D / 2; ++i) O[i] = 0.f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, alpha_prev[2] = {0.f, 0.f};
+    float m[2] = {-INFINITY, -INFINITY};
+    float l[2] = {0.f, 0.f};   /* this lane's partial row sums (its columns of rows g, g + 8) */
 
-    const uint64_t qdesc = make_desc(s_q + c * (WG_Q * D), C::QK_SWZ);
-    const int rmin = q0 + WG_Q * c;  /* first row of this warpgroup */
+    const uint64_t qdesc = make_desc(s_q + c * (WG_Q * C::QK_SWZ), C::QK_SWZ);
+    /* Tiles from j_mask on need the mask: the ragged last tile, and with causal every tile not
+     * wholly visible to the CTA's first row. The same for both warpgroups (the second masks at
+     * most one tile it would not need to), so the compiler keeps it in a uniform register: a
+     * per-warpgroup bound spilled at D = 128 causal. */
+    int j_mask = p.nk / KT;
+    if (CAUSAL) {
+        const int vis = q0 + causal_off + 1;   /* keys visible to the CTA's first row */
+        j_mask = min(j_mask, vis < 0 ? 0 : vis / KT);
+    }
 
-    if constexpr (PIPE == 1) {
-      if (n_kv > 0) {
-        /* Pipeline v1: per tile, QK^T(j) and PV(j-1) are issued together and the
-         * softmax of tile j overlaps PV(j-1); the QK^T latency is exposed and covered by the
-         * other warpgroup (ping-pong). */
+    if (n_kv > 0) {
         uint32_t S[NS];
         float Pf[NS];
-        float T[D / 2];
         uint32_t P[NS / 4];
-        auto softmax = [&](int j, float sc) {
-            float alpha[2];
+        auto softmax = [&](int j, float sc, float (&alpha)[2]) {
             const int kv0 = j * KT;
-            if (kv0 + KT > p.nk || (CAUSAL && kv0 + KT - 1 > rmin + causal_off))
-                softmax_tile<NS, true, CAUSAL, XP>(S, Pf, sc, m, l, alpha, j * KT, p.nk, row0, causal_off, qd);
+            if (j >= j_mask)
+                softmax_tile<NS, true, CAUSAL, XP>(S, Pf, sc, m, l, alpha, kv0, p.nk, row0, causal_off, qd);
             else
-                softmax_tile<NS, false, CAUSAL, XP>(S, Pf, sc, m, l, alpha, j * KT, p.nk, row0, causal_off, qd);
-            return make_float2(alpha[0], alpha[1]);
+                softmax_tile<NS, false, CAUSAL, XP>(S, Pf, sc, m, l, alpha, kv0, p.nk, row0, causal_off, qd);
         };
-
-        mbar_wait(bar_q, 0);
-
-        /* slot 0: S(0) */
         /* Address of tile j's K scale. D = 64: a 32-bit offset from the parameter's base (one
          * register instead of a 64-bit pointer; bhk * n_k_groups < 2^31: the launcher bounds
-         * B * Hkv * nk_pad) measured +6-8 % at D = 64 and -2..4 % at D = 128 (device call 8, docs/perf-log.md), so
-         * D = 128 keeps the pointer. */
+         * B * Hkv * nk_pad) measured +6-8 % at D = 64 and -2..4 % at D = 128 (device call 8,
+         * docs/perf-log.md), so D >= 128 keeps the pointer. */
         const int ks_off = (int)(bhk * p.n_k_groups + sage_k_group(geo, gran, 2 * qd));
+        const float *ks_ptr = p.k_scale + bhk * p.n_k_groups + sage_k_group(geo, gran, 2 * qd);
         auto ks_addr = [&](int j) -> const float * {
             if constexpr (D == 64) return p.k_scale + (ks_off + j * ks_step);
             else return ks_ptr + j * ks_step;
         };
-        float ks = *ks_addr(0);
         /* K scale of the next tile, loaded one iteration ahead by a load the compiler cannot sink
          * to its use (a plain load landed right before the softmax: its L2 latency showed as
          * "long scoreboard" stalls). */
+        float ks = *ks_addr(0);
         float ks_next = ld_nc_f32(ks_addr(min(1, n_kv - 1)));
-        pp_wait<XP>(c, true);
-        mbar_wait(bar_kf, 0);
-        wgmma_fence();
-        issue_qk<D, KT>(S, qdesc, make_desc(s_k, C::QK_SWZ));
-        wgmma_commit();
-        pp_signal<XP>(c);
-        wgmma_wait<0>();
-        reg_fence_arr(S);
-        __syncwarp();
-        if (lane == 0) mbar_arrive(bar_ke);
-        {
-            float2 a = softmax(0, (qs * ks) * cs);
-            alpha_prev[0] = a.x;
-            alpha_prev[1] = a.y;
-        }
-        pack_p<NS>(Pf, P);
 
-        /* slots 1 .. n_kv-1: S(j) and T = P(j-1) V(j-1) in flight, softmax(j) meanwhile */
-        for (int j = 1; j < n_kv; ++j) {
-            const int st = j % C::STAGES, pst = (j - 1) % C::STAGES;
-            const uint32_t ph = (uint32_t)(j / C::STAGES) & 1u, pph = (uint32_t)((j - 1) / C::STAGES) & 1u;
-            ks = ks_next;
-            ks_next = ld_nc_f32(ks_addr(min(j + 1, n_kv - 1)));
-            pp_wait<XP>(c, false);
-            mbar_wait(bar_kf + 8 * st, ph);
-            reg_fence_arr(P);
+        mbar_wait(bar_q, 0);
+        if constexpr (D <= 128) {
+            /* Pipelined: QK^T(j) and PV(j-1) issued together, softmax(j) overlaps PV(j-1); the
+             * QK^T latency is exposed and covered by the other warpgroup (ping-pong). */
+            float T[C::NT];
+            float alpha_prev[2];
+            /* slot 0: S(0) */
+            pp_wait<XP>(c, true);
+            mbar_wait(bar_kf, 0);
             wgmma_fence();
-            issue_qk<D, KT>(S, qdesc, make_desc(s_k + st * C::K_BYTES, C::QK_SWZ));
-            wgmma_commit();
-            mbar_wait(bar_vf + 8 * pst, pph);
-            if (!(XP & XP_NO_PV)) issue_pv<D, KT>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
-            wgmma_commit();
-            pp_signal<XP>(c);
-
-            wgmma_wait<1>();          /* S(j) ready */
-            reg_fence_arr(S);
-            __syncwarp();
-            if (lane == 0) mbar_arrive(bar_ke + 8 * st);
-            const float2 a = softmax(j, (qs * ks) * cs);
-
-            wgmma_wait<0>();          /* T ready */
-            reg_fence_arr(T);
-            reg_fence_arr(P);
-            __syncwarp();
-            if (lane == 0) mbar_arrive(bar_ve + 8 * pst);
-#pragma unroll
-            for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha_prev[(i >> 1) & 1], T[i]);
-            alpha_prev[0] = a.x;
-            alpha_prev[1] = a.y;
-            pack_p<NS>(Pf, P);
-        }
-
-        /* last slot: T = P(n-1) V(n-1) */
-        {
-            const int pst = (n_kv - 1) % C::STAGES;
-            const uint32_t pph = (uint32_t)((n_kv - 1) / C::STAGES) & 1u;
-            pp_wait<XP>(c, false);
-            mbar_wait(bar_vf + 8 * pst, pph);
-            reg_fence_arr(P);
-            wgmma_fence();
-            issue_pv<D, KT>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
+            issue_qk<D>(S, qdesc, make_desc(s_k, C::QK_SWZ));
             wgmma_commit();
             pp_signal<XP>(c);
             wgmma_wait<0>();
-            reg_fence_arr(T);
+            reg_fence_arr(S);
             __syncwarp();
-            if (lane == 0) mbar_arrive(bar_ve + 8 * pst);
-#pragma unroll
-            for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha_prev[(i >> 1) & 1], T[i]);
-        }
-        if (c == 0 && !(XP & XP_NO_PINGPONG))
-            named_sync<1, 256>();           /* consume WG2's last hand-over (E6) */
-      }
-    } else {
-      if (n_kv > 0) {
-        /* Pipeline v2: while the softmax of tile j runs, both QK^T(j+1) and
-         * PV(j-1) are in flight, so neither matmul's latency is exposed. Registers: two S sets
-         * (2 x KT/2) + T (D/2) + O (D/2) + P (KT/8) = 136 at D = 64, KT = 64 (built only
-         * there: D = 128 or KT = 128 spill). Commit groups, oldest first:
-         * QK(j), PV(j-1), QK(j+1): wait_group 2 -> S(j) ready; wait_group 1 -> T = PV(j-1)
-         * ready (fewer on the first and last tiles). */
-        uint32_t Sa[NS], Sb[NS];
-        float Pf[NS];
-        float T[D / 2];
-        uint32_t P[NS / 4];
+            if (lane == 0) mbar_arrive(bar_ke);
+            softmax(0, (qs * ks) * cs, alpha_prev);
+            pack_p<NS>(Pf, P);
 
-        mbar_wait(bar_q, 0);
-        mbar_wait(bar_kf, 0);
-        wgmma_fence();
-        issue_qk<D, KT>(Sa, qdesc, make_desc(s_k, C::QK_SWZ));
-        wgmma_commit();                     /* QK(0) */
+            /* slots 1 .. n_kv-1: S(j) and T = P(j-1) V(j-1) in flight, softmax(j) meanwhile */
+            for (int j = 1; j < n_kv; ++j) {
+                const int st = j % C::STAGES, pst = (j - 1) % C::STAGES;
+                const uint32_t ph = (uint32_t)(j / C::STAGES) & 1u, pph = (uint32_t)((j - 1) / C::STAGES) & 1u;
+                ks = ks_next;
+                ks_next = ld_nc_f32(ks_addr(min(j + 1, n_kv - 1)));
+                pp_wait<XP>(c, false);
+                mbar_wait(bar_kf + 8 * st, ph);
+                reg_fence_arr(P);
+                wgmma_fence();
+                issue_qk<D>(S, qdesc, make_desc(s_k + st * C::K_BYTES, C::QK_SWZ));
+                wgmma_commit();
+                mbar_wait(bar_vf + 8 * pst, pph);
+                if (!(XP & XP_NO_PV)) issue_pv<D>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
+                wgmma_commit();
+                pp_signal<XP>(c);
 
-        int st = 0;                         /* stage of tile j */
-        uint32_t ph = 0;                    /* its parity */
-        const V2Ctx x = {s_k, s_v, bar_kf, bar_ke, bar_vf, bar_ve, qdesc, ks_ptr, ks_step, qs, cs,
-                         p.nk, row0, causal_off, qd, lane, rmin};
-#define SAGE_V2_STEP(F, L, J, SC, SN) \
-    v2_step<D, KT, CAUSAL, XP, F, L>(J, SC, SN, Pf, T, P, O, m, l, alpha_prev, st, ph, x)
-        if (n_kv == 1) {
-            SAGE_V2_STEP(true, true, 0, Sa, Sb);
+                wgmma_wait<1>();          /* S(j) ready */
+                reg_fence_arr(S);
+                __syncwarp();
+                if (lane == 0) mbar_arrive(bar_ke + 8 * st);
+                float alpha[2];
+                softmax(j, (qs * ks) * cs, alpha);
+
+                wgmma_wait<0>();          /* T ready */
+                reg_fence_arr(T);
+                reg_fence_arr(P);
+                __syncwarp();
+                if (lane == 0) mbar_arrive(bar_ve + 8 * pst);
+                fold(O, T, 0, alpha_prev);
+                alpha_prev[0] = alpha[0];
+                alpha_prev[1] = alpha[1];
+                pack_p<NS>(Pf, P);
+            }
+
+            /* last slot: T = P(n-1) V(n-1) */
+            {
+                const int pst = (n_kv - 1) % C::STAGES;
+                const uint32_t pph = (uint32_t)((n_kv - 1) / C::STAGES) & 1u;
+                pp_wait<XP>(c, false);
+                mbar_wait(bar_vf + 8 * pst, pph);
+                reg_fence_arr(P);
+                wgmma_fence();
+                issue_pv<D>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
+                wgmma_commit();
+                pp_signal<XP>(c);
+                wgmma_wait<0>();
+                reg_fence_arr(T);
+                __syncwarp();
+                if (lane == 0) mbar_arrive(bar_ve + 8 * pst);
+                fold(O, T, 0, alpha_prev);
+            }
+            if (c == 0 && !(XP & XP_NO_PINGPONG))
+                named_sync<1, 256>();           /* consume WG2's last hand-over (E6) */
         } else {
-            SAGE_V2_STEP(true, false, 0, Sa, Sb);
-            int j = 1;                      /* S(j) is in Sb for odd j, Sa for even j */
-            for (; j + 2 < n_kv; j += 2) {
-                SAGE_V2_STEP(false, false, j, Sb, Sa);
-                SAGE_V2_STEP(false, false, j + 1, Sa, Sb);
-            }
-            if (j + 1 < n_kv) {
-                SAGE_V2_STEP(false, false, j, Sb, Sa);
-                SAGE_V2_STEP(false, true, j + 1, Sa, Sb);
-            } else {
-                SAGE_V2_STEP(false, true, j, Sb, Sa);
+            /* D = 256, one step after another: S(j), softmax(j), PV(j) over channels 0..127 into
+             * a fresh T, fold, then channels 128..255, fold. No ping-pong: each
+             * warpgroup waits on its own MMAs and the other one fills the tensor cores. */
+            for (int j = 0; j < n_kv; ++j) {
+                const int st = j % C::STAGES;
+                const uint32_t ph = (uint32_t)(j / C::STAGES) & 1u;
+                if (j > 0) {
+                    ks = ks_next;
+                    ks_next = ld_nc_f32(ks_addr(min(j + 1, n_kv - 1)));
+                }
+                mbar_wait(bar_kf + 8 * st, ph);
+                wgmma_fence();
+                issue_qk<D>(S, qdesc, make_desc(s_k + st * C::K_BYTES, C::QK_SWZ));
+                wgmma_commit();
+                wgmma_wait<0>();
+                reg_fence_arr(S);
+                __syncwarp();
+                if (lane == 0) mbar_arrive(bar_ke + 8 * st);
+                float alpha[2];
+                softmax(j, (qs * ks) * cs, alpha);
+                pack_p<NS>(Pf, P);
+                mbar_wait(bar_vf + 8 * st, ph);
+                {
+                    float T[64];
+                    reg_fence_arr(P);
+                    wgmma_fence();
+                    issue_pv<128>(T, P, make_desc(s_v + st * C::V_BYTES, C::V_SWZ));
+                    wgmma_commit();
+                    wgmma_wait<0>();
+                    reg_fence_arr(T);
+                    fold(O, T, 0, alpha);
+                }
+                {
+                    float T[C::NT];
+                    reg_fence_arr(P);
+                    wgmma_fence();
+                    issue_pv<128>(T, P, make_desc(s_v + st * C::V_BYTES + 128 * KT, C::V_SWZ));
+                    wgmma_commit();
+                    wgmma_wait<0>();
+                    reg_fence_arr(T);
+                    reg_fence_arr(P);
+                    __syncwarp();
+                    if (lane == 0) mbar_arrive(bar_ve + 8 * st);
+                    fold(O, T, 64, alpha);
+                }
             }
         }
-#undef SAGE_V2_STEP
+    }
 
-        wgmma_wait<0>();                    /* PV(n-1) */
-        reg_fence_arr(T);
-        __syncwarp();
-        if (lane == 0) mbar_arrive(bar_ve + 8 * (st == 0 ? C::STAGES - 1 : st - 1));
-#pragma unroll
-        for (int i = 0; i < D / 2; ++i) O[i] = fmaf(O[i], alpha_prev[(i >> 1) & 1], T[i]);
-      }
-    }
-
-    /* ---------------- epilogue ---------------- */
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    }
-    const float inv[2] = {l[0] > 0.f ? 1.f / l[0] : 0.f, l[1] > 0.f ? 1.f / l[1] : 0.f};
-    const float *vs = p.v_scale + bhk * D;
-    const float *vm = p.v_mean ? p.v_mean + bhk * D : nullptr;
-    OutT *o_head = reinterpret_cast<OutT *>(p.o) + (int64_t)b * p.o_sb + (int64_t)h * p.o_sh;
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int row = row0 + 8 * r;
-        if (row >= p.nq) continue;
-        OutT *orow = o_head + (int64_t)row * p.o_sn;
-        const bool live = l[r] > 0.f;
-#pragma unroll
-        for (int jb = 0; jb < D / 8; ++jb) {
-            const int d = 8 * jb + 2 * qd;
-            float v0 = O[4 * jb + 2 * r] * inv[r] * vs[d];
-            float v1 = O[4 * jb + 2 * r + 1] * inv[r] * vs[d + 1];
-            if (vm && live) {
-                v0 += vm[d];
-                v1 += vm[d + 1];
-            }
-            if (p.o_pairs) {
-                *reinterpret_cast<uint32_t *>(orow + d) = OutTraits<OutT>::pack2(v0, v1);
-            } else {
-                orow[d] = OutTraits<OutT>::one(v0);
-                orow[d + 1] = OutTraits<OutT>::one(v1);
-            }
-        }
-    }
-    if (p.lse) {
-        /* q . k_mean of the raw (unquantized) row: each lane of the quad sums D/4 channels. */
-        float qk[2] = {0.f, 0.f};
-        if (p.k_mean) {
-            const float *km = p.k_mean + bhk * D;
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const int row = min(row0 + 8 * r, p.nq - 1);
-                const int64_t base = (int64_t)b * p.q_sb + (int64_t)h * p.q_sh + (int64_t)row * p.q_sn;
-                float acc = 0.f;
-                for (int d = qd * (D / 4); d < (qd + 1) * (D / 4); ++d)
-                    acc = fmaf(OutTraits<OutT>::load(p.q, base + d), km[d], acc);
-                acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-                acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-                qk[r] = acc;
-            }
-        }
-        if (qd == 0) {
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const int row = row0 + 8 * r;
-                if (row >= p.nq) continue;
-                p.lse[bh * p.nq + row] =
-                    l[r] > 0.f ? LN2 * (m[r] + log2f(l[r]) - SHIFT) + p.sm_scale * qk[r] : -INFINITY;
-            }
-        }
-    }
+    epilogue<D, OutT>(p, O, l, m);
 }
 
 /* ---------------- host side ---------------- */
@@ -749,94 +737,83 @@ static bool make_map(encode_tiled_fn enc, CUtensorMap *tm, const void *base, uin
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <int D, int KT, int PIPE, bool CAUSAL, typename OutT, int XP = 0>
+template <int D, bool CAUSAL, typename OutT, int XP = 0>
 static sage_status launch_t(const sage_sm90_params *p, const CUtensorMap &tq, const CUtensorMap &tk,
                             const CUtensorMap &tv, cudaStream_t stream, sage_msg msg) {
-    auto kern = attn_qk_int8_pv_fp8_sm90<D, KT, PIPE, CAUSAL, OutT, XP>;
-    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Cfg<D, KT>::SMEM);
+    auto kern = attn_qk_int8_pv_fp8_sm90<D, CAUSAL, OutT, XP>;
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Cfg<D>::SMEM);
     if (e != cudaSuccess)
         return sage_fail(msg, SAGE_ERR_CUDA, "sm90: cudaFuncSetAttribute: %s", cudaGetErrorString(e));
     dim3 grid((unsigned)(p->nq_pad / CTA_Q), (unsigned)p->heads_q, (unsigned)p->batch);
-    kern<<<grid, NTHREADS, Cfg<D, KT>::SMEM, stream>>>(tq, tk, tv, *p);
+    kern<<<grid, NTHREADS, Cfg<D>::SMEM, stream>>>(tq, tk, tv, *p);
     e = cudaPeekAtLastError();
     if (e != cudaSuccess)
         return sage_fail(msg, SAGE_ERR_CUDA, "sm90 kernel launch: %s", cudaGetErrorString(e));
     return SAGE_OK;
 }
 
-/* Instances: pipeline v1 with 128-key tiles for D = 64 and 128 (the library); pipeline v2 with
- * 64-key tiles for D = 64 only in the probe build (v2 spills at D = 128, and at D = 64 with 128-key
- * tiles: 2 x 64 S + 32 T + 32 O + 16 P plus the wgmma register-block fragmentation exceed 240). */
-static sage_status launch_all(const sage_sm90_params *p, int d, int kt, int pipe, int bf16, const CUtensorMap &tq,
-                              const CUtensorMap &tk, const CUtensorMap &tv, cudaStream_t stream, sage_msg msg) {
+template <int D>
+static sage_status launch_d(const sage_sm90_params *p, bool bf16, const CUtensorMap &tq, const CUtensorMap &tk,
+                            const CUtensorMap &tv, cudaStream_t stream, sage_msg msg) {
     const bool causal = p->causal != SAGE_CAUSAL_NONE;
 #ifdef SAGE_SM90_EXPERIMENTS
-    if (pipe == 1 && kt == 128 && p->flags && d == 128 && !causal && !bf16) {
+    if (D == 128 && p->flags && !causal && !bf16) {
         switch (p->flags) {
-        case 1: return launch_t<128, 128, 1, false, __half, 1>(p, tq, tk, tv, stream, msg);
-        case 2: return launch_t<128, 128, 1, false, __half, 2>(p, tq, tk, tv, stream, msg);
-        case 4: return launch_t<128, 128, 1, false, __half, 4>(p, tq, tk, tv, stream, msg);
-        case 8: return launch_t<128, 128, 1, false, __half, 8>(p, tq, tk, tv, stream, msg);
-        case 16: return launch_t<128, 128, 1, false, __half, 16>(p, tq, tk, tv, stream, msg);
-        case 32: return launch_t<128, 128, 1, false, __half, 32>(p, tq, tk, tv, stream, msg);
+        case 1: return launch_t<D, false, __half, 1>(p, tq, tk, tv, stream, msg);
+        case 2: return launch_t<D, false, __half, 2>(p, tq, tk, tv, stream, msg);
+        case 4: return launch_t<D, false, __half, 4>(p, tq, tk, tv, stream, msg);
+        case 8: return launch_t<D, false, __half, 8>(p, tq, tk, tv, stream, msg);
+        case 16: return launch_t<D, false, __half, 16>(p, tq, tk, tv, stream, msg);
+        case 32: return launch_t<D, false, __half, 32>(p, tq, tk, tv, stream, msg);
         default: break;
         }
     }
 #endif
-#define SAGE_SM90_L(DD, KK, PP)                                                                            \
-    do {                                                                                                   \
-        if (bf16) {                                                                                        \
-            if (causal) return launch_t<DD, KK, PP, true, __nv_bfloat16>(p, tq, tk, tv, stream, msg);      \
-            return launch_t<DD, KK, PP, false, __nv_bfloat16>(p, tq, tk, tv, stream, msg);                 \
-        }                                                                                                  \
-        if (causal) return launch_t<DD, KK, PP, true, __half>(p, tq, tk, tv, stream, msg);                 \
-        return launch_t<DD, KK, PP, false, __half>(p, tq, tk, tv, stream, msg);                            \
-    } while (0)
-    if (d == 128 && kt == 128 && pipe == 1) SAGE_SM90_L(128, 128, 1);
-    if (d == 64 && kt == 128 && pipe == 1) SAGE_SM90_L(64, 128, 1);
-#ifdef SAGE_SM90_EXPERIMENTS /* v2 measured slower (docs/perf-log.md): built for the dev/sm90 probe only */
-    if (d == 64 && kt == 64 && pipe == 2) SAGE_SM90_L(64, 64, 2);
-#endif
-#undef SAGE_SM90_L
-    return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: no instance for head_dim %d, KV tile %d, pipeline %d", d, kt,
-                     pipe);
+    if (bf16) {
+        if (causal) return launch_t<D, true, __nv_bfloat16>(p, tq, tk, tv, stream, msg);
+        return launch_t<D, false, __nv_bfloat16>(p, tq, tk, tv, stream, msg);
+    }
+    if (causal) return launch_t<D, true, __half>(p, tq, tk, tv, stream, msg);
+    return launch_t<D, false, __half>(p, tq, tk, tv, stream, msg);
 }
 
 }  // namespace sage_sm90
 
-size_t sage_sm90_smem_bytes(int d, int cta_k) {
-    using namespace sage_sm90;
-    if (cta_k == 128) return d == 64 ? Cfg<64, 128>::SMEM : Cfg<128, 128>::SMEM;
-    return d == 64 ? Cfg<64, 64>::SMEM : Cfg<128, 64>::SMEM;
+int sage_sm90_padded_head_dim(int64_t d) {
+    if (d < 1 || d > 256) return 0;
+    return d <= 64 ? 64 : d <= 128 ? 128 : 256;
 }
 
-sage_status sage_sm90_launch(const sage_sm90_params *p, int d, int bf16, const void *q8, const void *k8,
+sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int bf16, const void *q8, const void *k8,
                              const void *v8, cudaStream_t stream, sage_msg msg) {
     using namespace sage_sm90;
-    if (d != 64 && d != 128) return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: head_dim %d not 64 or 128", d);
-    const int kt = p->cta_k;
-    if (kt != 64 && kt != 128) return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: KV tile %d not 64 or 128", kt);
+    if (d_pad != 64 && d_pad != 128 && d_pad != 256)
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: padded head_dim %d not 64, 128 or 256", d_pad);
+    if (p->d < 1 || p->d > d_pad)
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: head_dim %d outside 1..%d", p->d, d_pad);
     encode_tiled_fn enc = get_encode();
     if (!enc) return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: cuTensorMapEncodeTiled unavailable");
-    if (p->nq_pad % CTA_Q || p->nk_pad % kt)
+    if (p->nq_pad % CTA_Q || p->nk_pad % KT)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: workspace not padded to the tiles");
     /* TMA coordinates are int32: rows of the 2-D views must stay below 2^31. */
     const int64_t q_rows = (int64_t)p->batch * p->heads_q * p->nq_pad;
     const int64_t k_rows = (int64_t)p->batch * p->heads_kv * p->nk_pad;
-    const int64_t v_rows = (int64_t)p->batch * p->heads_kv * d;
+    const int64_t v_rows = (int64_t)p->batch * p->heads_kv * d_pad;
     if (q_rows >= ((int64_t)1 << 31) || k_rows >= ((int64_t)1 << 31) || v_rows >= ((int64_t)1 << 31) ||
         p->nk_pad >= ((int64_t)1 << 31) ||
         p->heads_q > 65535 || p->batch > 65535)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: problem too large for this kernel's grid");
-    /* Q, K rows are d bytes (SW128 at d = 128, SW64 at d = 64); V^T rows are kt bytes. */
-    const CUtensorMapSwizzle swz_qk = d == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B;
-    const CUtensorMapSwizzle swz_v = kt == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B;
+    /* Q, K: boxes of (sub-tile) rows of 64 B (SW64, d_pad 64) or 128 B (SW128; d_pad 256 loads two
+     * boxes per tile); V^T rows are KT = 128 bytes (SW128), d_pad rows per box. */
+    const uint32_t qk_box = d_pad == 64 ? 64 : 128;
+    const CUtensorMapSwizzle swz_qk = d_pad == 64 ? CU_TENSOR_MAP_SWIZZLE_64B : CU_TENSOR_MAP_SWIZZLE_128B;
     alignas(64) CUtensorMap tq, tk, tv;
-    if (!make_map(enc, &tq, q8, (uint64_t)d, (uint64_t)q_rows, (uint32_t)d, CTA_Q, swz_qk) ||
-        !make_map(enc, &tk, k8, (uint64_t)d, (uint64_t)k_rows, (uint32_t)d, (uint32_t)kt, swz_qk) ||
-        !make_map(enc, &tv, v8, (uint64_t)p->nk_pad, (uint64_t)v_rows, (uint32_t)kt, (uint32_t)d, swz_v))
+    if (!make_map(enc, &tq, q8, (uint64_t)d_pad, (uint64_t)q_rows, qk_box, CTA_Q, swz_qk) ||
+        !make_map(enc, &tk, k8, (uint64_t)d_pad, (uint64_t)k_rows, qk_box, (uint32_t)KT, swz_qk) ||
+        !make_map(enc, &tv, v8, (uint64_t)p->nk_pad, (uint64_t)v_rows, (uint32_t)KT, (uint32_t)d_pad,
+                  CU_TENSOR_MAP_SWIZZLE_128B))
         return sage_fail(msg, SAGE_ERR_CUDA, "sm90: cuTensorMapEncodeTiled failed");
-    /* pipe 0 = the default: v1 with 128-key tiles, v2 with 64-key tiles (the geometry decides). */
-    const int pipe = p->pipe ? p->pipe : (kt == 64 ? 2 : 1);
-    return launch_all(p, d, kt, pipe, bf16, tq, tk, tv, stream, msg);
+    if (d_pad == 64) return launch_d<64>(p, bf16, tq, tk, tv, stream, msg);
+    if (d_pad == 128) return launch_d<128>(p, bf16, tq, tk, tv, stream, msg);
+    return launch_d<256>(p, bf16, tq, tk, tv, stream, msg);
 }

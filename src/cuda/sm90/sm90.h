@@ -16,12 +16,12 @@ extern "C" {
 #define SAGE_SM90_KERNEL_NAME "cuda_sm90_wgmma"
 
 /* INT8 QK^T + FP8 PV on wgmma, TMA, warp-specialised ping-pong (attn_qk_int8_pv_fp8_sm90.cu).
- * Geometry {cta_q 128, cta_k SAGE_SM90_CTA_K (128), warps_q 8}: each of the two consumer
- * warpgroups owns 64 rows (attn_sm90.h). */
+ * Geometry SAGE_SM90_GEOMETRY (geometry.h): each of the two consumer warpgroups owns 64 rows,
+ * 128-key tiles. Head dims 1..256, run as 64, 128 or 256 (zero-padded). */
 extern const sage_kernel sage_sm90_kernel;
 
 /* SAGE_OK and *kernel = &sage_sm90_kernel when the Hopper kernel runs p; else
- * SAGE_ERR_UNSUPPORTED (or SAGE_ERR_HEAD_DIM) with the reason: 16-bit PV, head_dim not 64/128,
+ * SAGE_ERR_UNSUPPORTED (or SAGE_ERR_HEAD_DIM) with the reason: 16-bit PV, head_dim above 256,
  * smooth Q, sizes beyond the kernel's 32-bit grid/TMA coordinates. */
 sage_status sage_sm90_select(sage_problem *p, const sage_kernel **kernel, sage_msg msg);
 

@@ -9,14 +9,14 @@
 
 namespace {
 
-const sage_geometry kGeometry = {SAGE_SM90_CTA_Q, SAGE_SM90_CTA_K, SAGE_SM90_WARPS_Q};
-
-/* The kernel's native head dims; everything else goes to the portable path (for now). */
-bool head_dim_ok(int64_t d) { return d == 64 || d == 128; }
+constexpr sage_geometry kGeometry = SAGE_SM90_GEOMETRY;
+static_assert(kGeometry.cta_q == SAGE_SM90_CTA_Q && kGeometry.cta_k == SAGE_SM90_CTA_K &&
+                  kGeometry.warps_q == SAGE_SM90_WARPS_Q,
+              "geometry.h and the kernel's tiles agree");
 
 size_t sm90_workspace(const sage_kernel *k, const sage_problem *p) {
     sage_cuda_quant_layout L;
-    sage_cuda_quant_layout_init(p, k->geometry, p->a.head_dim, &L);
+    sage_cuda_quant_layout_init(p, k->geometry, sage_sm90_padded_head_dim(p->a.head_dim), &L);
     return sage_align_ws(L.total);
 }
 
@@ -26,11 +26,11 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     if (sage_status s = sage_cuda_device_props_get(a->device_ordinal, &props, msg)) return s;
     if (!sage_has_wgmma(props->cc))
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s needs sm_90 (device is sm_%d)", k->name, props->cc);
-    if (p->pv != SAGE_PV_FP8 || !head_dim_ok(a->head_dim) || p->smooth_q)
-        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: FP8 PV, head_dim 64/128, no smooth Q only", k->name);
-    const int d = (int)a->head_dim;
+    const int d_pad = sage_sm90_padded_head_dim(a->head_dim);
+    if (p->pv != SAGE_PV_FP8 || !d_pad || p->smooth_q)
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: FP8 PV, head_dim <= 256, no smooth Q only", k->name);
     sage_cuda_quant_layout L;
-    sage_cuda_quant_layout_init(p, k->geometry, d, &L);
+    sage_cuda_quant_layout_init(p, k->geometry, d_pad, &L);
 
     sage_sm90_params P = {};
     P.batch = (int)a->batch;
@@ -59,7 +59,7 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     P.o_sh = a->o_stride_h;
     P.o_sn = a->o_stride_n;
     P.lse = a->lse;
-    P.cta_k = SAGE_SM90_CTA_K;
+    P.d = (int)a->head_dim;
     P.sm_scale = a->sm_scale;
     P.causal = a->causal;
     /* 4-byte stores of element pairs need every row start 4-byte aligned. */
@@ -70,7 +70,7 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     if (sage_status s = sage_cuda_device_enter(a->device_ordinal, &scope, msg)) return s;
     sage_status s = sage_cuda_quantize(p, k->geometry, &L, ws, stream, msg);
     if (s == SAGE_OK)
-        s = sage_sm90_launch(&P, d, a->dtype == SAGE_DTYPE_BF16, w + L.off_q8, w + L.off_k8, w + L.off_v8,
+        s = sage_sm90_launch(&P, d_pad, a->dtype == SAGE_DTYPE_BF16, w + L.off_q8, w + L.off_k8, w + L.off_v8,
                              static_cast<cudaStream_t>(stream), msg);
     sage_cuda_device_leave(&scope);
     return s;
@@ -90,8 +90,8 @@ extern "C" sage_status sage_sm90_select(sage_problem *p, const sage_kernel **ker
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: 16-bit PV is not implemented on the Hopper kernel");
     if (a->dtype != SAGE_DTYPE_FP16 && a->dtype != SAGE_DTYPE_BF16)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: inputs must be fp16 or bf16");
-    if (!head_dim_ok(a->head_dim))
-        return sage_fail(msg, SAGE_ERR_HEAD_DIM, "sm90: head_dim %lld (the Hopper kernel has 64 and 128)",
+    if (!sage_sm90_padded_head_dim(a->head_dim))
+        return sage_fail(msg, SAGE_ERR_HEAD_DIM, "sm90: head_dim %lld (the Hopper kernel runs 1..256)",
                          (long long)a->head_dim);
     if (p->smooth_q)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: smooth Q is not implemented on the Hopper kernel");
@@ -100,7 +100,7 @@ extern "C" sage_status sage_sm90_select(sage_problem *p, const sage_kernel **ker
     const int64_t nk_pad = sage_round_up(a->seqlen_kv, SAGE_SM90_CTA_K);
     if (a->batch > 65535 || a->heads_q > 65535 || nq_pad / SAGE_SM90_CTA_Q > INT32_MAX ||
         a->batch * a->heads_q * nq_pad >= ((int64_t)1 << 31) || a->batch * a->heads_kv * nk_pad >= ((int64_t)1 << 31) ||
-        a->batch * a->heads_kv * a->head_dim >= ((int64_t)1 << 31) ||
+        a->batch * a->heads_kv * 256 >= ((int64_t)1 << 31) ||
         a->seqlen_q > INT32_MAX / 2 || a->seqlen_kv > INT32_MAX / 2)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: problem too large for the kernel's 32-bit coordinates");
     *kernel = &sage_sm90_kernel;
