@@ -14,8 +14,9 @@
  *                                     the two-level accumulation
  *   softmax(j) on S(j) while T is computed (the PV of the previous tile overlaps the softmax)
  *   O = O * alpha(j-1) + T            level two, true fp32 in registers
- * The two consumer warpgroups take turns issuing (named barriers 1 and 2, E6) so one's softmax
- * runs while the tensor cores work on the other's matrices. D = 256 does not fit that schedule in
+ * At D = 64 the two consumer warpgroups take turns issuing (named barriers 1 and 2, E6) so one's
+ * softmax runs while the tensor cores work on the other's matrices; at D = 128 they run freely
+ * (measured faster, Cfg::PINGPONG). D = 256 does not fit that schedule in
  * 240 registers (O alone is 132): per tile it runs S(j), softmax(j), then PV in two halves of 128
  * channels, each folded into O before the next is issued; the other warpgroup fills the gaps.
  *
@@ -86,6 +87,10 @@ template <int D> struct Cfg {
     static constexpr int V_SWZ = 128;                       /* V^T rows are KT = 128 bytes */
     /* T registers: one PV MMA of N = D for D <= 128; D = 256 runs two of N = 128. */
     static constexpr int NT = (D == 256 ? 128 : D) / 2;
+    /* The two consumer warpgroups take turns issuing (named barriers, E6) only at D = 64: measured
+     * against free-running warpgroups in one call (session 3), turns gave +1..3 % at D = 64 up to
+     * N = 4K (even at 16K) and cost 1..4 % at D = 128 (causal up to 8 %). D = 256 has none. */
+    static constexpr bool PINGPONG = D == 64;
 };
 
 /* Shared-memory matrix descriptor (B1), K-major, swizzle span `swz` bytes (128 or 64): LBO
@@ -309,6 +314,10 @@ __device__ __forceinline__ void pack_p(const float (&Pf)[NS], uint32_t (&P)[NS /
  * of D = 256 read the second column sub-tile (SUB_BYTES further: Q's and K's are the same size). */
 template <int D>
 __device__ __forceinline__ void issue_qk(uint32_t (&S)[KT / 2], uint64_t qdesc, uint64_t kdesc) {
+    /* The k-step descriptors of Q are loop-invariant; hoisted, they hold D/32 - 1 register pairs
+     * through the main loop (a spill at D = 128). Laundering qdesc (asm volatile) recomputes them
+     * per tile: a few integer adds. */
+    asm volatile("" : "+l"(qdesc));
     wgmma_s8_ss_n128_first(S, qdesc, kdesc);
 #pragma unroll
     for (int ks = 1; ks < D / 32; ++ks) {
@@ -463,6 +472,7 @@ __global__ void __launch_bounds__(NTHREADS, 1)
                              const __grid_constant__ CUtensorMap tm_v, const __grid_constant__ sage_sm90_params p) {
     using C = Cfg<D>;
     constexpr int NS = KT / 2;         /* S registers per thread (m64 x KT tile, A4) */
+    constexpr int XPP = XP | (C::PINGPONG ? 0 : XP_NO_PINGPONG);   /* ping-pong off where it loses */
     extern __shared__ uint8_t smem_raw[];
     const uint32_t sraw = smem_addr(smem_raw);
     const uint32_t sbase = (sraw + 1023u) & ~1023u;
@@ -575,16 +585,12 @@ __global__ void __launch_bounds__(NTHREADS, 1)
             else
                 softmax_tile<NS, false, CAUSAL, XP>(S, Pf, sc, m, l, alpha, kv0, p.nk, row0, causal_off, qd);
         };
-        /* Address of tile j's K scale. D = 64: a 32-bit offset from the parameter's base (one
-         * register instead of a 64-bit pointer; bhk * n_k_groups < 2^31: the launcher bounds
-         * B * Hkv * nk_pad) measured +6-8 % at D = 64 and -2..4 % at D = 128 (device call 8,
-         * docs/perf-log.md), so D >= 128 keeps the pointer. */
+        /* Address of tile j's K scale: a 32-bit offset from the parameter's base (one register
+         * instead of a 64-bit pointer; bhk * n_k_groups < 2^31: the launcher bounds
+         * B * Hkv * nk_pad). Measured +6-8 % at D = 64 (device call 8, docs/perf-log.md); at
+         * D = 128 with the warpgroups free-running it is the register that avoids a spill. */
         const int ks_off = (int)(bhk * p.n_k_groups + sage_k_group(geo, gran, 2 * qd));
-        const float *ks_ptr = p.k_scale + bhk * p.n_k_groups + sage_k_group(geo, gran, 2 * qd);
-        auto ks_addr = [&](int j) -> const float * {
-            if constexpr (D == 64) return p.k_scale + (ks_off + j * ks_step);
-            else return ks_ptr + j * ks_step;
-        };
+        auto ks_addr = [&](int j) -> const float * { return p.k_scale + (ks_off + j * ks_step); };
         /* K scale of the next tile, loaded one iteration ahead by a load the compiler cannot sink
          * to its use (a plain load landed right before the softmax: its L2 latency showed as
          * "long scoreboard" stalls). */
@@ -598,12 +604,12 @@ __global__ void __launch_bounds__(NTHREADS, 1)
             float T[C::NT];
             float alpha_prev[2];
             /* slot 0: S(0) */
-            pp_wait<XP>(c, true);
+            pp_wait<XPP>(c, true);
             mbar_wait(bar_kf, 0);
             wgmma_fence();
             issue_qk<D>(S, qdesc, make_desc(s_k, C::QK_SWZ));
             wgmma_commit();
-            pp_signal<XP>(c);
+            pp_signal<XPP>(c);
             wgmma_wait<0>();
             reg_fence_arr(S);
             __syncwarp();
@@ -617,7 +623,7 @@ __global__ void __launch_bounds__(NTHREADS, 1)
                 const uint32_t ph = (uint32_t)(j / C::STAGES) & 1u, pph = (uint32_t)((j - 1) / C::STAGES) & 1u;
                 ks = ks_next;
                 ks_next = ld_nc_f32(ks_addr(min(j + 1, n_kv - 1)));
-                pp_wait<XP>(c, false);
+                pp_wait<XPP>(c, false);
                 mbar_wait(bar_kf + 8 * st, ph);
                 reg_fence_arr(P);
                 wgmma_fence();
@@ -626,7 +632,7 @@ __global__ void __launch_bounds__(NTHREADS, 1)
                 mbar_wait(bar_vf + 8 * pst, pph);
                 if (!(XP & XP_NO_PV)) issue_pv<D>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
                 wgmma_commit();
-                pp_signal<XP>(c);
+                pp_signal<XPP>(c);
 
                 wgmma_wait<1>();          /* S(j) ready */
                 reg_fence_arr(S);
@@ -650,20 +656,20 @@ __global__ void __launch_bounds__(NTHREADS, 1)
             {
                 const int pst = (n_kv - 1) % C::STAGES;
                 const uint32_t pph = (uint32_t)((n_kv - 1) / C::STAGES) & 1u;
-                pp_wait<XP>(c, false);
+                pp_wait<XPP>(c, false);
                 mbar_wait(bar_vf + 8 * pst, pph);
                 reg_fence_arr(P);
                 wgmma_fence();
                 issue_pv<D>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
                 wgmma_commit();
-                pp_signal<XP>(c);
+                pp_signal<XPP>(c);
                 wgmma_wait<0>();
                 reg_fence_arr(T);
                 __syncwarp();
                 if (lane == 0) mbar_arrive(bar_ve + 8 * pst);
                 fold(O, T, 0, alpha_prev);
             }
-            if (c == 0 && !(XP & XP_NO_PINGPONG))
+            if (c == 0 && !(XPP & XP_NO_PINGPONG))
                 named_sync<1, 256>();           /* consume WG2's last hand-over (E6) */
         } else {
             /* D = 256, one step after another: S(j), softmax(j), PV(j) over channels 0..127 into
