@@ -20,7 +20,6 @@
  * 240 registers (O alone is 132): per tile it runs S(j), softmax(j), then PV in two halves of 128
  * channels, each folded into O before the next is issued; the other warpgroup fills the gaps.
  *
- *
  * Scores: s = int32 sum, sc = (qs * ks) * (sm_scale * log2 e), base 2. Row max on the raw sums
  * (IMNMX), scaled per lane; exponent fma(float(s), sc, -(m - SHIFT)) in one FFMA, the CPU spec's
  * formula (rounded score fl(s * sc) - (m - SHIFT) only for |m - SHIFT| >= 2^20 and smooth Q).
@@ -64,7 +63,7 @@ constexpr int XP_POLY_HALF = 32;    /* exp2 of 1 in 2 scores by the polynomial *
 
 template <int D> struct Cfg {
     static_assert(D == 64 || D == 128 || D == 256, "D must be 64, 128 or 256");
-    /* Stages of the K/V ring: 4 x 25 KB (D = 64), 3 x 49 KB (128), 2 x 97 KB (256). One CTA per
+    /* Stages of the K/V ring: 4 x 16 KB (D = 64), 3 x 32 KB (128), 2 x 64 KB (256). One CTA per
      * SM (384 threads x 168 registers), so shared memory does not limit residency; stages only
      * add prefetch depth. */
     static constexpr int STAGES = D == 64 ? 4 : D == 128 ? 3 : 2;
@@ -193,8 +192,8 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
     /* Row max as a tree: NP independent partial maxima per row (ILP). Unmasked tiles: IMNMX on
      * the raw int32 sums; masked tiles: FMNMX on the converted sums with -inf in the dead ones
      * (one array live instead of two). Both give max_s exactly (|S| < 2^22). */
-    /* 4 partial maxima / sums per row (2 maxima on the masked path, where all of Pf is live):
-     * more spill at D = 128 causal, and 8 measured no faster (docs/perf-log.md, version 2). */
+    /* 4 partial maxima / sums per row (session 2 had 8: the same D = 128 grid within noise), 2
+     * maxima on the masked path, where all of Pf is live (registers). */
     constexpr int NP = 4;
     constexpr int NPM = MASK ? 2 : NP;
     float mx[2];
