@@ -90,6 +90,10 @@ template <int D> struct Cfg {
      * against free-running warpgroups in one call (session 3), turns gave +1..3 % at D = 64 up to
      * N = 4K (even at 16K) and cost 1..4 % at D = 128 (causal up to 8 %). D = 256 has none. */
     static constexpr bool PINGPONG = D == 64;
+    /* Partial maxima / sums per row in the softmax (ILP against register pressure). Measured per
+     * instance against 8 (session 3, one call): 4 is 1-8 % faster everywhere except D = 64
+     * causal, where 8 is 5-7 % faster from N = 4K (code generation, not arithmetic). */
+    template <bool CAUSAL> static constexpr int np() { return D == 64 && CAUSAL ? 8 : 4; }
 };
 
 /* Shared-memory matrix descriptor (B1), K-major, swizzle span `swz` bytes (128 or 64): LBO
@@ -177,7 +181,7 @@ template <> struct OutTraits<__nv_bfloat16> {
  * The row max of the scaled scores is max_int * sc (sc > 0 and rounding is monotonic), taken
  * per lane with the lane's own sc (per-thread K groups: each lane of a quad has its own ks)
  * before the quad shuffles. Masked scores are -inf (fma(-inf, sc, x) = -inf, ex2(-inf) = 0). */
-template <int NS, bool MASK, bool CAUSAL, int XP>
+template <int NS, bool MASK, bool CAUSAL, int XP, int NP>
 __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf)[NS], float sc, float (&m)[2],
                                              float (&l)[2], float (&alpha)[2], int kv0, int nk, int row0,
                                              int causal_off, int qd) {
@@ -192,9 +196,8 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
     /* Row max as a tree: NP independent partial maxima per row (ILP). Unmasked tiles: IMNMX on
      * the raw int32 sums; masked tiles: FMNMX on the converted sums with -inf in the dead ones
      * (one array live instead of two). Both give max_s exactly (|S| < 2^22). */
-    /* 4 partial maxima / sums per row (session 2 had 8: the same D = 128 grid within noise), 2
-     * maxima on the masked path, where all of Pf is live (registers). */
-    constexpr int NP = 4;
+    /* NP partial maxima / sums per row (Cfg::NP), 2 maxima on the masked path, where all of Pf
+     * is live (registers). */
     constexpr int NPM = MASK ? 2 : NP;
     float mx[2];
     if (MASK) {
@@ -580,9 +583,9 @@ __global__ void __launch_bounds__(NTHREADS, 1)
         auto softmax = [&](int j, float sc, float (&alpha)[2]) {
             const int kv0 = j * KT;
             if (j >= j_mask)
-                softmax_tile<NS, true, CAUSAL, XP>(S, Pf, sc, m, l, alpha, kv0, p.nk, row0, causal_off, qd);
+                softmax_tile<NS, true, CAUSAL, XP, C::template np<CAUSAL>()>(S, Pf, sc, m, l, alpha, kv0, p.nk, row0, causal_off, qd);
             else
-                softmax_tile<NS, false, CAUSAL, XP>(S, Pf, sc, m, l, alpha, kv0, p.nk, row0, causal_off, qd);
+                softmax_tile<NS, false, CAUSAL, XP, C::template np<CAUSAL>()>(S, Pf, sc, m, l, alpha, kv0, p.nk, row0, causal_off, qd);
         };
         /* Address of tile j's K scale: a 32-bit offset from the parameter's base (one register
          * instead of a 64-bit pointer; bhk * n_k_groups < 2^31: the launcher bounds
