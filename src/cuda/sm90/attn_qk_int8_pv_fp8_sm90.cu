@@ -697,7 +697,7 @@ __global__ void __launch_bounds__(NTHREADS, 1)
                 pack_p<NS>(Pf, P);
                 mbar_wait(bar_vf + 8 * st, ph);
                 {
-                    float T[64];
+                    float T[C::NT];
                     reg_fence_arr(P);
                     wgmma_fence();
                     issue_pv<128>(T, P, make_desc(s_v + st * C::V_BYTES, C::V_SWZ));

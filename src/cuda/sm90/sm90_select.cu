@@ -100,7 +100,7 @@ extern "C" sage_status sage_sm90_select(sage_problem *p, const sage_kernel **ker
     const int64_t nk_pad = sage_round_up(a->seqlen_kv, SAGE_SM90_CTA_K);
     if (a->batch > 65535 || a->heads_q > 65535 || nq_pad / SAGE_SM90_CTA_Q > INT32_MAX ||
         a->batch * a->heads_q * nq_pad >= ((int64_t)1 << 31) || a->batch * a->heads_kv * nk_pad >= ((int64_t)1 << 31) ||
-        a->batch * a->heads_kv * 256 >= ((int64_t)1 << 31) ||
+        a->batch * a->heads_kv * sage_sm90_padded_head_dim(a->head_dim) >= ((int64_t)1 << 31) ||
         a->seqlen_q > INT32_MAX / 2 || a->seqlen_kv > INT32_MAX / 2)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: problem too large for the kernel's 32-bit coordinates");
     *kernel = &sage_sm90_kernel;
