@@ -305,8 +305,7 @@ static int run_cuda(opts *o) {
     sage_select_kernel(&a, &p, &kk, sm);
     if (forced) kk = forced;
     sage_cuda_quant_layout L;
-    const int64_t dpad = !strncmp(kk->name, "cuda_sm80", 9) ? sage_mma_d_pad(o->D) : o->D <= 64 ? 64 : o->D <= 128 ? 128 : 256;
-    sage_cuda_quant_layout_init(&p, kk->geometry, dpad, &L);
+    sage_cuda_kernel_quant_layout(kk, &p, &L);
     for (int pass = o->quant_only ? 1 : 0; pass < 2; pass++) {
         float *dst = pass ? t_q : t_all;
         for (int it = -o->warmup; it < iters;) {

@@ -1,8 +1,9 @@
-// Standalone probe of the sm90a attention kernel: fills Q8/K8/V8 and scales in the documented
-// workspace layout (src/cuda/quant.h) with a CPU quantizer following the pinned recipe, runs
+// Standalone probe of the sm90a attention kernel: fills K8/V8 and scales in the documented
+// workspace layout (src/cuda/quant.h) with a CPU quantizer following the pinned recipe (Q8 too,
+// for the emulation: the kernel quantizes the raw q itself), runs
 // the kernel, and compares with (1) a CPU emulation of the same quantized math, tile by tile,
 // and (2) exact attention in double. Then times the kernel alone at the benchmark shapes.
-// Build: nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -I include -I src \
+// Build: nvcc -std=c++17 -O2 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -I include -I src \
 //   -DSAGE_SM90_EXPERIMENTS dev/sm90/probe_attn.cu src/cuda/sm90/attn_qk_int8_pv_fp8_sm90.cu \
 //   build-sm90/libsageattn.a -o build-sm90/probe_attn
 // Modes: check | time | api | prof (one D=128 N=8K launch for ncu) ; default: check time api
@@ -200,9 +201,8 @@ static int run_case(const Case &cs_in, int flags = 0) {
 
     // ---- device ----
     const int64_t o_sn = D + cs.o_pad;
-    void *d_q8, *d_k8, *d_v8, *d_q, *d_o;
+    void *d_k8, *d_v8, *d_q, *d_o;
     float *d_qsc, *d_ksc, *d_km, *d_vs, *d_vm, *d_lse;
-    CK(cudaMalloc(&d_q8, q8.size()));
     CK(cudaMalloc(&d_k8, k8.size()));
     CK(cudaMalloc(&d_v8, v8.size()));
     CK(cudaMalloc(&d_q, q.size() * 2));
@@ -214,7 +214,6 @@ static int run_case(const Case &cs_in, int flags = 0) {
     CK(cudaMalloc(&d_vs, vsc.size() * 4));
     CK(cudaMalloc(&d_vm, vmean.size() * 4));
     CK(cudaMalloc(&d_lse, (size_t)B * Hq * Nq * 4));
-    CK(cudaMemcpy(d_q8, q8.data(), q8.size(), cudaMemcpyHostToDevice));
     CK(cudaMemcpy(d_k8, k8.data(), k8.size(), cudaMemcpyHostToDevice));
     CK(cudaMemcpy(d_v8, v8.data(), v8.size(), cudaMemcpyHostToDevice));
     CK(cudaMemcpy(d_q, q.data(), q.size() * 2, cudaMemcpyHostToDevice));
@@ -232,14 +231,14 @@ static int run_case(const Case &cs_in, int flags = 0) {
     p.nq = Nq; p.nk = Nk; p.nq_pad = nq_pad; p.nk_pad = nk_pad; p.n_q_groups = nqg; p.n_k_groups = nkg;
     p.qk_gran = gran;
     p.q_scale = d_qsc; p.k_scale = d_ksc; p.k_mean = d_km; p.v_scale = d_vs; p.v_mean = cs.smooth_v ? d_vm : nullptr;
-    p.q = d_q; p.q_sb = (int64_t)Hq * Nq * D; p.q_sh = (int64_t)Nq * D; p.q_sn = D;
+    p.q = d_q; p.q_sb = (int64_t)Hq * Nq * D; p.q_sh = (int64_t)Nq * D; p.q_sn = D; p.q_vec = D % 8 == 0;
     p.o = d_o; p.o_sb = (int64_t)Hq * Nq * o_sn; p.o_sh = (int64_t)Nq * o_sn; p.o_sn = o_sn;
     p.lse = cs.lse ? d_lse : nullptr;
     p.sm_scale = sm_scale; p.causal = cs.causal; p.o_pairs = (o_sn % 2 == 0);
     p.d = D; p.flags = flags;
     char buf[256] = {0};
     sage_msg msg = {buf, sizeof buf};
-    sage_status st = sage_sm90_launch(&p, D, bf16, d_q8, d_k8, d_v8, 0, msg);
+    sage_status st = sage_sm90_launch(&p, D, bf16, d_k8, d_v8, 0, msg);
     if (st != SAGE_OK) { printf("%s: launch failed: %s\n", cs.name, buf); return 1; }
     CK(cudaDeviceSynchronize());
     std::vector<uint16_t> o(o_elems);
@@ -364,7 +363,7 @@ static int run_case(const Case &cs_in, int flags = 0) {
     const bool ok = unwritten == 0 && bad == 0 && lse_bad == 0 && rel <= 1e-3 && 1 - cosv <= 1e-6 && lmax <= 1e-3;
     printf("xp%-2d %-34s %s relL1(emu)=%.2e 1-cos=%.1e lse_err=%.1e | vs exact: relL1=%.4f lse=%.1e | nan=%ld pad=%ld lsebad=%ld\n",
            flags, cs.name, ok ? "PASS" : "FAIL", rel, 1 - cosv, lmax, relx, lmax_ref, unwritten, bad, lse_bad);
-    cudaFree(d_q8); cudaFree(d_k8); cudaFree(d_v8); cudaFree(d_q); cudaFree(d_o); cudaFree(d_qsc); cudaFree(d_ksc);
+    cudaFree(d_k8); cudaFree(d_v8); cudaFree(d_q); cudaFree(d_o); cudaFree(d_qsc); cudaFree(d_ksc);
     cudaFree(d_km); cudaFree(d_vs); cudaFree(d_vm); cudaFree(d_lse);
     return ok ? 0 : 1;
 }
@@ -378,6 +377,16 @@ __global__ void fill_rand(uint8_t *p, size_t n, uint32_t seed, int kind) {
         else p[i] = (uint8_t)((x & 0x80) | ((x >> 8) % 0x77));                 // e4m3, no NaN, |v| < 2^7
     }
 }
+// randn (Box-Muller)
+__global__ void fill_half(__half *p, size_t n, uint32_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t x = (uint32_t)i * 2654435761u ^ seed;
+        x ^= x >> 13; x *= 0x5bd1e995u; x ^= x >> 15; x *= 0x27d4eb2du; x ^= x >> 16;
+        uint32_t y = x * 1664525u + 1013904223u;
+        float u1 = ((x >> 8) + 1) * (1.f / 16777217.f), u2 = (y >> 8) * (1.f / 16777216.f);
+        p[i] = __float2half(sqrtf(-2.f * logf(u1)) * cospif(2.f * u2));
+    }
+}
 __global__ void fill_f(float *p, size_t n, float v) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) p[i] = v;
 }
@@ -388,31 +397,33 @@ static void time_shape(int B, int H, int N, int D, int causal, int flags = 0, in
     const int64_t np = sage_round_up(N, 128);
     const int64_t nqg = sage_q_group_count(geo, gran, np), nkg = sage_k_group_count(geo, gran, np);
     size_t n8 = (size_t)B * H * np * D;
-    uint8_t *q8, *k8, *v8;
+    uint8_t *k8, *v8;
+    __half *q;
     float *qs, *ks, *vs;
     void *o;
-    CK(cudaMalloc(&q8, n8)); CK(cudaMalloc(&k8, n8)); CK(cudaMalloc(&v8, n8));
+    CK(cudaMalloc(&q, n8 * 2)); CK(cudaMalloc(&k8, n8)); CK(cudaMalloc(&v8, n8));
     CK(cudaMalloc(&qs, (size_t)B * H * nqg * 4)); CK(cudaMalloc(&ks, (size_t)B * H * nkg * 4));
     CK(cudaMalloc(&vs, (size_t)B * H * D * 4)); CK(cudaMalloc(&o, (size_t)B * H * N * D * 2));
-    fill_rand<<<1024, 256>>>(q8, n8, 1, 0); fill_rand<<<1024, 256>>>(k8, n8, 2, 0); fill_rand<<<1024, 256>>>(v8, n8, 3, 1);
+    fill_half<<<1024, 256>>>(q, n8, 1); fill_rand<<<1024, 256>>>(k8, n8, 2, 0); fill_rand<<<1024, 256>>>(v8, n8, 3, 1);
     fill_f<<<256, 256>>>(qs, (size_t)B * H * nqg, 0.02f); fill_f<<<256, 256>>>(ks, (size_t)B * H * nkg, 0.02f);
     fill_f<<<256, 256>>>(vs, (size_t)B * H * D, 0.01f);
     sage_sm90_params p;
     memset(&p, 0, sizeof p);
     p.batch = B; p.heads_q = H; p.heads_kv = H; p.group = 1; p.nq = N; p.nk = N; p.nq_pad = np; p.nk_pad = np;
     p.n_q_groups = nqg; p.n_k_groups = nkg; p.qk_gran = gran; p.q_scale = qs; p.k_scale = ks; p.v_scale = vs;
+    p.q = q; p.q_sb = (int64_t)H * np * D; p.q_sh = (int64_t)np * D; p.q_sn = D; p.q_vec = 1;
     p.o = o; p.o_sb = (int64_t)H * N * D; p.o_sh = (int64_t)N * D; p.o_sn = D; p.sm_scale = 1.f / sqrtf((float)D);
     p.causal = causal; p.o_pairs = 1; p.flags = flags; p.d = D;
     char buf[256];
     sage_msg msg = {buf, sizeof buf};
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1));
-    for (int i = 0; i < 3; ++i) sage_sm90_launch(&p, D, 0, q8, k8, v8, 0, msg);
+    for (int i = 0; i < 3; ++i) sage_sm90_launch(&p, D, 0, k8, v8, 0, msg);
     CK(cudaDeviceSynchronize());
     std::vector<float> ts;
     for (int i = 0; i < iters; ++i) {
         CK(cudaEventRecord(e0));
-        sage_sm90_launch(&p, D, 0, q8, k8, v8, 0, msg);
+        sage_sm90_launch(&p, D, 0, k8, v8, 0, msg);
         CK(cudaEventRecord(e1));
         CK(cudaEventSynchronize(e1));
         float ms;
@@ -425,19 +436,10 @@ static void time_shape(int B, int H, int N, int D, int causal, int flags = 0, in
     double ops = 4.0 * B * H * (double)N * N * D * (causal ? 0.5 : 1.0);
     printf("TIME kernel v%d flags=%d D=%d causal=%d B=%d H=%d N=%d: %.3f ms  %.1f TOPS\n", 1, flags, D,
            causal, B, H, N, ms, ops / ms / 1e9);
-    cudaFree(q8); cudaFree(k8); cudaFree(v8); cudaFree(qs); cudaFree(ks); cudaFree(vs); cudaFree(o);
+    cudaFree(q); cudaFree(k8); cudaFree(v8); cudaFree(qs); cudaFree(ks); cudaFree(vs); cudaFree(o);
 }
 
 // ---- the whole call through the public API (quantization included) ----
-__global__ void fill_half(__half *p, size_t n, uint32_t seed) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        uint32_t x = (uint32_t)i * 2654435761u ^ seed;
-        x ^= x >> 13; x *= 0x5bd1e995u; x ^= x >> 15; x *= 0x27d4eb2du; x ^= x >> 16;
-        uint32_t y = x * 1664525u + 1013904223u;
-        float u1 = ((x >> 8) + 1) * (1.f / 16777217.f), u2 = (y >> 8) * (1.f / 16777216.f);
-        p[i] = __float2half(sqrtf(-2.f * logf(u1)) * cospif(2.f * u2));  // randn (Box-Muller)
-    }
-}
 static void time_api(int B, int H, int N, int D, int causal) {
     size_t n = (size_t)B * H * N * D;
     __half *q, *k, *v, *o;

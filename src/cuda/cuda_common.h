@@ -32,6 +32,12 @@ static inline bool sage_has_wgmma(int cc) {
 #endif
 }
 
+/* 16-byte vector loads of rows of 2-byte elements: a 16-B aligned base and every element stride
+ * a multiple of 8. */
+static inline bool sage_vec16_ok(const void *ptr, int64_t sb, int64_t sh, int64_t sn) {
+    return ((uintptr_t)ptr % 16) == 0 && sb % 8 == 0 && sh % 8 == 0 && sn % 8 == 0;
+}
+
 /* ---- per-device properties, read once per process ------------------------------------------- */
 typedef struct sage_cuda_device_props {
     int cc;                     /* major * 10 + minor */

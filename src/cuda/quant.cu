@@ -2,7 +2,8 @@
  * and V, plus the smooth-Q bias. Launch order on the stream:
  *   1. reduce   grid (chunks, Hkv, B): per 256-token chunk, column sums of K and V, min/max of V
  *   2. finalize grid (Hkv, B):        k_mean, v_scale, v_mean from the partials, in chunk order
- *   3. quantize grid (Q tiles + K tiles + V blocks): Q8/q_scale (+ q_mean), K8/k_scale, V8 transposed
+ *   3. quantize grid (Q tiles + K tiles + V blocks): Q8/q_scale (+ q_mean), K8/k_scale, V8 transposed;
+ *      no Q tiles when the layout has no Q8 (L->q8 = 0: the Hopper kernel quantizes Q itself)
  *   4. qk_bias  (smooth Q only)
  * On sm_90+ launches 2 and 3 use programmatic dependent launch: they start while their predecessor
  * drains, Q tiles (which need nothing of 1-2) run at once, finalize and the K/V blocks wait in the
@@ -427,11 +428,6 @@ __global__ void __launch_bounds__(kThreads) qk_bias_kernel(QuantParams P) {
     if (lane == 0) P.qk_bias[(bh * n_qb + qb) * P.nk_pad + t] = acc;
 }
 
-bool vec_ok(const void *ptr, int64_t sb, int64_t sh, int64_t sn) {
-    /* 16-byte loads need a 16-B aligned base and every stride a multiple of 8 (2-byte) elements. */
-    return ((uintptr_t)ptr % 16) == 0 && sb % 8 == 0 && sh % 8 == 0 && sn % 8 == 0;
-}
-
 template <typename T>
 sage_status launch_all(const QuantParams &P, cudaStream_t st, sage_msg msg) {
     if (P.smooth_k || P.fp8) {
@@ -484,10 +480,11 @@ static size_t take(size_t *cursor, size_t bytes) {
     return off;
 }
 
-extern "C" void sage_cuda_quant_layout_init(const sage_problem *p, sage_geometry g, int64_t d_pad,
+extern "C" void sage_cuda_quant_layout_init(const sage_problem *p, sage_geometry g, int64_t d_pad, int q8,
                                             sage_cuda_quant_layout *L) {
     const sage_args *a = &p->a;
     const int64_t B = a->batch, Hq = a->heads_q, Hkv = a->heads_kv;
+    L->q8 = q8 != 0;
     L->nq_pad = sage_round_up(a->seqlen_q, g.cta_q);
     L->nk_pad = sage_round_up(a->seqlen_kv, g.cta_k);
     L->d_pad = d_pad;
@@ -497,7 +494,7 @@ extern "C" void sage_cuda_quant_layout_init(const sage_problem *p, sage_geometry
     const int64_t n_qb = L->nq_pad / g.cta_q;
     const int64_t chunks = (a->seqlen_kv + SAGE_CUDA_REDUCE_CHUNK - 1) / SAGE_CUDA_REDUCE_CHUNK;
     size_t c = 0;
-    L->off_q8 = take(&c, (size_t)(B * Hq * L->nq_pad * d_pad));
+    L->off_q8 = take(&c, q8 ? (size_t)(B * Hq * L->nq_pad * d_pad) : 0);
     L->off_q_scale = take(&c, sizeof(float) * (size_t)(B * Hq * L->n_q_groups));
     L->off_k8 = take(&c, (size_t)(B * Hkv * L->nk_pad * d_pad));
     L->off_k_scale = take(&c, sizeof(float) * (size_t)(B * Hkv * L->n_k_groups));
@@ -521,6 +518,8 @@ extern "C" sage_status sage_cuda_quantize(const sage_problem *p, sage_geometry g
                          (long long)L->d_pad, g.cta_q, g.cta_k);
     if (a->dtype != SAGE_DTYPE_FP16 && a->dtype != SAGE_DTYPE_BF16)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "CUDA path: inputs must be fp16 or bf16");
+    if (!L->q8 && p->smooth_q)
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "quantization: smooth Q needs Q quantized in this pass");
     uint8_t *w = static_cast<uint8_t *>(ws);
     QuantParams P{};
     P.q = a->q; P.k = a->k; P.v = a->v;
@@ -539,7 +538,7 @@ extern "C" sage_status sage_cuda_quantize(const sage_problem *p, sage_geometry g
         P.v_blocks_per_head = (L->nk_pad + tokens_per_v_block - 1) / tokens_per_v_block;
         P.n_v_blocks = p->pv == SAGE_PV_FP8 ? P.v_blocks_per_head * a->batch * a->heads_kv : 0;
         P.n_k_blocks = a->batch * a->heads_kv * P.k_tiles;
-        P.n_q_blocks = a->batch * a->heads_q * P.q_tiles;
+        P.n_q_blocks = L->q8 ? a->batch * a->heads_q * P.q_tiles : 0;
     }
     P.pdl = p->cuda_cc >= 90;
     {
@@ -560,9 +559,9 @@ extern "C" sage_status sage_cuda_quantize(const sage_problem *p, sage_geometry g
     }
     P.smooth_k = p->smooth_k; P.smooth_q = p->smooth_q; P.fp8 = p->pv == SAGE_PV_FP8;
     P.smooth_v = P.fp8 && p->smooth_v;
-    P.q_vec = vec_ok(a->q, a->q_stride_b, a->q_stride_h, a->q_stride_n);
-    P.k_vec = vec_ok(a->k, a->k_stride_b, a->k_stride_h, a->k_stride_n);
-    P.v_vec = vec_ok(a->v, a->v_stride_b, a->v_stride_h, a->v_stride_n);
+    P.q_vec = sage_vec16_ok(a->q, a->q_stride_b, a->q_stride_h, a->q_stride_n);
+    P.k_vec = sage_vec16_ok(a->k, a->k_stride_b, a->k_stride_h, a->k_stride_n);
+    P.v_vec = sage_vec16_ok(a->v, a->v_stride_b, a->v_stride_h, a->v_stride_n);
     P.q8 = reinterpret_cast<int8_t *>(w + L->off_q8);
     P.k8 = reinterpret_cast<int8_t *>(w + L->off_k8);
     P.v8 = w + L->off_v8;

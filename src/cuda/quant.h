@@ -3,7 +3,7 @@
  *
  * Workspace layout (every region 256-B aligned; every padding byte written, as zero, on every
  * call — e4m3 0x7F is NaN and 0 * NaN = NaN inside the MMA):
- *   Q8      int8 [B, Hq,  nq_pad, d_pad]      rows of d_pad bytes (TMA wants 16-B strides)
+ *   Q8      int8 [B, Hq,  nq_pad, d_pad]      rows of d_pad bytes; only with q8 (below)
  *   q_scale f32  [B, Hq,  n_q_groups]
  *   K8      int8 [B, Hkv, nk_pad, d_pad]
  *   k_scale f32  [B, Hkv, n_k_groups]
@@ -26,6 +26,9 @@ extern "C" {
 #endif
 
 typedef struct sage_cuda_quant_layout {
+    int q8;                             /* 1: Q8 and q_scale are written by sage_cuda_quantize;
+                                           0: no Q8 region, the attention kernel quantizes Q in its
+                                           prologue and writes q_scale (Hopper) */
     int64_t nq_pad, nk_pad, d_pad;      /* nq_pad = round_up(Nq, cta_q), nk_pad = round_up(Nk, cta_k) */
     int64_t n_q_groups, n_k_groups;     /* per head (geometry.h counts) */
     size_t off_q8, off_q_scale, off_k8, off_k_scale, off_k_mean, off_v8, off_v_scale, off_v_mean,
@@ -35,10 +38,15 @@ typedef struct sage_cuda_quant_layout {
 /* Tokens per CTA of the reduction pass (K mean, V min/max/mean); one partial per chunk. */
 #define SAGE_CUDA_REDUCE_CHUNK 256
 
-void sage_cuda_quant_layout_init(const sage_problem *p, sage_geometry g, int64_t d_pad,
+void sage_cuda_quant_layout_init(const sage_problem *p, sage_geometry g, int64_t d_pad, int q8,
                                  sage_cuda_quant_layout *L);
 
-/* Quantize Q, K (and V for FP8 PV) of p into ws (layout L) on `stream` (a cudaStream_t).
+/* The layout CUDA kernel k (a quantized one) works in for p: its geometry, its padded head dim,
+ * and whether Q8 is in the workspace. The workspace query, the run, the tests and the bench all
+ * take it from here. */
+void sage_cuda_kernel_quant_layout(const sage_kernel *k, const sage_problem *p, sage_cuda_quant_layout *L);
+
+/* Quantize Q (if L->q8), K (and V for FP8 PV) of p into ws (layout L) on `stream` (a cudaStream_t).
  * The caller has made p's device current. Launch errors are returned; nothing is synchronised. */
 sage_status sage_cuda_quantize(const sage_problem *p, sage_geometry g, const sage_cuda_quant_layout *L,
                                void *ws, void *stream, sage_msg msg);

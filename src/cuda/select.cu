@@ -17,11 +17,22 @@
 #endif
 #endif
 
+extern "C" void sage_cuda_kernel_quant_layout(const sage_kernel *k, const sage_problem *p, sage_cuda_quant_layout *L) {
+#ifdef SAGE_USE_SM90
+    /* The Hopper kernel quantizes Q in its prologue: no Q8 in the workspace. */
+    if (k == &sage_sm90_kernel) {
+        sage_cuda_quant_layout_init(p, k->geometry, sage_sm90_padded_head_dim(p->a.head_dim), 0, L);
+        return;
+    }
+#endif
+    sage_cuda_quant_layout_init(p, k->geometry, sage_mma_d_pad(p->a.head_dim), 1, L);
+}
+
 namespace {
 
 size_t mma_workspace(const sage_kernel *k, const sage_problem *p) {
     sage_cuda_quant_layout L;
-    sage_cuda_quant_layout_init(p, k->geometry, sage_mma_d_pad(p->a.head_dim), &L);
+    sage_cuda_kernel_quant_layout(k, p, &L);
     return L.total;
 }
 
@@ -33,7 +44,7 @@ sage_status mma_run(const sage_kernel *k, const sage_problem *p, void *ws, void 
     if (p->a.head_dim > 128)
         return sage_fail(msg, SAGE_ERR_HEAD_DIM, "%s: head_dim %lld > 128", k->name, (long long)p->a.head_dim);
     sage_cuda_quant_layout L;
-    sage_cuda_quant_layout_init(p, k->geometry, sage_mma_d_pad(p->a.head_dim), &L);
+    sage_cuda_kernel_quant_layout(k, p, &L);
     sage_cuda_device_scope scope;
     if (sage_status s = sage_cuda_device_enter(p->a.device_ordinal, &scope, msg)) return s;
     sage_status s = sage_cuda_quantize(p, k->geometry, &L, ws, stream, msg);

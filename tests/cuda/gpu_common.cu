@@ -27,11 +27,6 @@ int gpu_cc() {
     return major * 10 + minor;
 }
 
-int64_t gpu_d_pad(const sage_kernel *k, int64_t D) {
-    if (!strncmp(k->name, "cuda_sm80", 9)) return sage_mma_d_pad(D);
-    return D <= 64 ? 64 : D <= 128 ? 128 : 256;
-}
-
 std::vector<const char *> gpu_kernels_for_device() {
     std::vector<const char *> v;
     const int cc = gpu_cc();
@@ -104,8 +99,8 @@ static gpu_result run_impl(const tc_data *d, tc_out *out, tc_opts opts, const ch
     cudaMemset(lse_dev, 0xFF, lse_bytes);
     pd.a.o = o_dev;
     pd.a.lse = out->lse ? static_cast<float *>(lse_dev) : nullptr;
-    if (k != &sage_cuda_reference_kernel)
-        sage_cuda_quant_layout_init(&pd, qgeo ? *qgeo : k->geometry, qgeo ? qdpad : gpu_d_pad(k, c->D), &r.L);
+    if (qgeo) sage_cuda_quant_layout_init(&pd, *qgeo, qdpad, 1, &r.L);
+    else if (k != &sage_cuda_reference_kernel) sage_cuda_kernel_quant_layout(k, &pd, &r.L);
     const size_t ws_bytes = qgeo ? r.L.total : k->workspace_size(k, &pd);
     if (ws_bytes) {
         cudaMalloc(&ws, ws_bytes);

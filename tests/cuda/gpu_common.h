@@ -18,9 +18,6 @@ bool gpu_available();
 /* Compute capability of device 0 (major * 10 + minor), 0 without a device. */
 int gpu_cc();
 
-/* Head dim the kernel pads to (its quantization layout's d_pad). */
-int64_t gpu_d_pad(const sage_kernel *k, int64_t D);
-
 /* What one GPU run leaves behind. */
 struct gpu_result {
     sage_status status = SAGE_OK;

@@ -25,6 +25,14 @@ bool attn_case(const tc_case &c, tc_opts o, const char *kname, const char *label
             tc_err e = tc_compare(d, &out, &ref, 0);
             ok = gpu_within_spec_tol(full, e);
             if (expect_pass) CHECK_MSG(ok, "%s: GPU vs spec out of tolerance", full);
+            /* The Q scales a run leaves in the workspace (the Hopper kernel computes them in its
+             * prologue, the portable path in the quantization pass) are the spec's, bit for bit. */
+            gpu_spec_quant sq;
+            gpu_spec_quantize(d, r, sage_cuda_kernel_by_name(kname)->geometry, &sq);
+            const float *qs = reinterpret_cast<const float *>(r.ws.data() + r.L.off_q_scale);
+            size_t bad = 0;
+            for (size_t i = 0; i < sq.qs.size(); i++) bad += memcmp(&qs[i], &sq.qs[i], 4) != 0;
+            CHECK_MSG(bad == 0, "%s: %zu of %zu q_scale entries differ from the spec", full, bad, sq.qs.size());
         }
     }
     tc_out_free(&out);

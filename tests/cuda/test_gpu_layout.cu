@@ -5,7 +5,7 @@
 TEST(gpu_quant_layout_regions) {
     const sage_geometry geos[] = {sage_mma_geometry(4), sage_mma_geometry(8), {128, 128, 8, 64}};
     for (int gi = 0; gi < 3; gi++)
-        for (int v = 0; v < 4; v++) {
+        for (int v = 0; v < 8; v++) {
             tc_case c = tc_case_default();
             c.B = 3; c.Hq = 6; c.Hkv = 2; c.Nq = 1000; c.Nk = 777; c.D = 80;
             tc_data d0 = {};
@@ -14,6 +14,7 @@ TEST(gpu_quant_layout_regions) {
             tc_opts opts = tc_opts_default();
             opts.pv = (v & 1) ? SAGE_PV_FP8 : SAGE_PV_16BIT;
             opts.smooth_q = (v >> 1) & 1;
+            const int q8 = !(v & 4) || opts.smooth_q; /* no Q8 region: Q quantized by the kernel */
             d0.a.struct_size = sizeof(sage_args);
             d0.a.batch = c.B; d0.a.heads_q = c.Hq; d0.a.heads_kv = c.Hkv;
             d0.a.seqlen_q = c.Nq; d0.a.seqlen_kv = c.Nk; d0.a.head_dim = c.D;
@@ -21,7 +22,7 @@ TEST(gpu_quant_layout_regions) {
             tc_problem(&d0, &o, opts, &p);
             const int64_t dp = 128;
             sage_cuda_quant_layout L;
-            sage_cuda_quant_layout_init(&p, geos[gi], dp, &L);
+            sage_cuda_quant_layout_init(&p, geos[gi], dp, q8, &L);
             const sage_geometry g = geos[gi];
             CHECK_EQ_INT(L.nq_pad, (c.Nq + g.cta_q - 1) / g.cta_q * g.cta_q);
             CHECK_EQ_INT(L.nk_pad, (c.Nk + g.cta_k - 1) / g.cta_k * g.cta_k);
@@ -30,7 +31,7 @@ TEST(gpu_quant_layout_regions) {
             const bool fp8 = p.pv == SAGE_PV_FP8;
             const int64_t nqb = L.nq_pad / g.cta_q;
             struct R { size_t off, bytes; } r[] = {
-                {L.off_q8, (size_t)(c.B * c.Hq * L.nq_pad * dp)},
+                {L.off_q8, q8 ? (size_t)(c.B * c.Hq * L.nq_pad * dp) : 0},
                 {L.off_q_scale, 4 * (size_t)(c.B * c.Hq * L.n_q_groups)},
                 {L.off_k8, (size_t)(c.B * c.Hkv * L.nk_pad * dp)},
                 {L.off_k_scale, 4 * (size_t)(c.B * c.Hkv * L.n_k_groups)},
@@ -49,5 +50,6 @@ TEST(gpu_quant_layout_regions) {
                 end = x.off + x.bytes;
             }
             CHECK(L.total >= end && L.total % 256 == 0);
+            CHECK_EQ_INT(L.q8, q8);
         }
 }

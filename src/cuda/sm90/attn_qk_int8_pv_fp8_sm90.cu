@@ -1,10 +1,12 @@
 /* Hopper (sm90a) attention: INT8 QK^T and FP8 PV on wgmma, tiles by TMA, warp-specialised.
  *
  * CTA = 3 warpgroups (384 threads, __launch_bounds__(384, 1) so setmaxnreg works: F2):
- *   WG0  producer: one thread issues every TMA load (Q once, then K and V tiles into a ring of
- *        STAGES buffers guarded by full/empty mbarriers, E5); setmaxnreg.dec 24.
+ *   WG0  producer: one thread issues every TMA load (K and V tiles into a ring of STAGES buffers
+ *        guarded by full/empty mbarriers, E5); setmaxnreg.dec 24.
  *   WG1, WG2 consumers: each owns 64 of the CTA's 128 query rows (one m64 wgmma tile);
- *        setmaxnreg.inc 240 (24 + 240 + 240 = 504 = 3 x 168, F3).
+ *        setmaxnreg.inc 240 (24 + 240 + 240 = 504 = 3 x 168, F3). They quantize their Q rows
+ *        themselves (prologue: raw q -> INT8 in the swizzled smem tile, the pinned recipe), so Q
+ *        needs no pass of its own before the kernel.
  * Head dims 64, 128, 256 (the template D; other D <= 256 run padded to the next of these: the
  * quantizer zero-fills the padded channels and only the first p.d columns of o are stored).
  * KV tiles of 128 keys. Per KV tile j a consumer warpgroup, for D <= 128:
@@ -28,6 +30,7 @@
  * from the accumulator registers as they are (A7); V^T is stored with the matching 16-token
  * permutation. Epilogue: o = O / l * vs (+ v_mean);
  * lse = ln2 * (m + log2 l - SHIFT) + sm_scale * q.k_mean, q.k_mean from the raw q rows. */
+#include "../quant_device.cuh"
 #include "attn_sm90.h"
 #include "ptx_sync.cuh"
 #include "ptx_tma.cuh"
@@ -79,10 +82,12 @@ template <int D> struct Cfg {
     static constexpr uint32_t OFF_K = OFF_Q + Q_BYTES;
     static constexpr uint32_t OFF_V = OFF_K + STAGES * K_BYTES;
     static constexpr uint32_t OFF_BAR = OFF_V + STAGES * V_BYTES;
-    /* barriers: q_full, k_full[S], k_empty[S], v_full[S], v_empty[S] (8 B each) */
-    static constexpr uint32_t BAR_BYTES = 8 * (1 + 4 * STAGES);
+    /* barriers: k_full[S], k_empty[S], v_full[S], v_empty[S] (8 B each) */
+    static constexpr uint32_t BAR_BYTES = 8 * 4 * STAGES;
+    /* per consumer warp: its Q amax (per-block Q groups span all 8 consumer warps) */
+    static constexpr uint32_t OFF_RED = OFF_BAR + BAR_BYTES;
     /* +1024: dynamic smem is only 16-B aligned; swizzled tiles need 1024-B alignment (D6). */
-    static constexpr uint32_t SMEM = OFF_BAR + BAR_BYTES + 1024;
+    static constexpr uint32_t SMEM = OFF_RED + 8 * 4 + 1024;
     static constexpr int V_SWZ = 128;                       /* V^T rows are KT = 128 bytes */
     /* T registers: one PV MMA of N = D for D <= 128; D = 256 runs two of N = 128. */
     static constexpr int NT = (D == 256 ? 128 : D) / 2;
@@ -137,6 +142,17 @@ __device__ __forceinline__ float exp2_poly(float x_in) {
     return x_in < -125.f ? 0.f : r;   /* masked scores (-inf) give exactly 0, as ex2 does */
 }
 
+/* Four int32 -> four int8 bytes, v[0] in the lowest byte, saturated to [-128, 127]
+ * (cvt.pack puts a above b and c's low half above both). The Q prologue's values are the pinned
+ * recipe's rne(x * inv): |x| <= amax keeps them in [-127, 127] for finite x, and a NaN x gives
+ * a large positive int there, 127 here as in the recipe's clamp. */
+__device__ __forceinline__ uint32_t pack_s8x4_sat(const int (&v)[4]) {
+    uint32_t hi, r;
+    asm("cvt.pack.sat.s8.s32.b32 %0, %1, %2, 0;\n" : "=r"(hi) : "r"(v[3]), "r"(v[2]));
+    asm("cvt.pack.sat.s8.s32.b32 %0, %1, %2, %3;\n" : "=r"(r) : "r"(v[1]), "r"(v[0]), "r"(hi));
+    return r;
+}
+
 /* Four floats -> four e4m3 bytes, x0 in the lowest byte (G1: cvt puts its first source in the
  * high byte). RN, satfinite. */
 __device__ __forceinline__ uint32_t pack_e4m3x4(float x0, float x1, float x2, float x3) {
@@ -149,6 +165,21 @@ __device__ __forceinline__ uint32_t pack_e4m3x4(float x0, float x1, float x2, fl
         : "f"(x0), "f"(x1), "f"(x2), "f"(x3));
     return r;
 }
+
+/* Element pairs of the input type, for the Q prologue's max |x|. */
+template <typename T> struct InTraits;
+template <> struct InTraits<__half> {
+    using Pair = __half2;
+    static __device__ __forceinline__ Pair zero2() { return __float2half2_rn(0.f); }
+    static __device__ __forceinline__ float lo(Pair p) { return __low2float(p); }
+    static __device__ __forceinline__ float hi(Pair p) { return __high2float(p); }
+};
+template <> struct InTraits<__nv_bfloat16> {
+    using Pair = __nv_bfloat162;
+    static __device__ __forceinline__ Pair zero2() { return __float2bfloat162_rn(0.f); }
+    static __device__ __forceinline__ float lo(Pair p) { return __low2float(p); }
+    static __device__ __forceinline__ float hi(Pair p) { return __high2float(p); }
+};
 
 template <typename T> struct OutTraits;
 template <> struct OutTraits<__half> {
@@ -363,6 +394,102 @@ template <int XP> __device__ __forceinline__ void pp_signal(int c) {
     else named_arrive<1, 256>();
 }
 
+/* Q prologue of a consumer thread: INT8-quantize its two rows (tile rows rt, rt + 8) straight from
+ * the raw q into the CTA's swizzled Q tile and return its scale qs; the recipe and the groups are
+ * the quantizer's (brief §1.2, geometry.h), so Q8 and q_scale are bit-exact with the spec.
+ * The 4 lanes of a quad own the same two rows (A4), each a quarter of the channels; the rows of a
+ * per-thread group are exactly those two, so the group amax is a quad max (per-warp: a warp max;
+ * per-block: the 8 consumer warps meet in shared memory). Rows >= nq and channels >= p.d are 0.
+ * The scale is also written to p.q_scale (the workspace keeps every quantization scale).
+ * Ends with the async-proxy fence and a barrier of both consumer warpgroups (C3): after it the
+ * tile may be read by wgmma. */
+template <int D, typename InT>
+__device__ __forceinline__ float quantize_q_rows(const sage_sm90_params &p, uint32_t s_q, uint32_t s_red, int q0,
+                                                 int rt, int warp, int lane) {
+    using C = Cfg<D>;
+    constexpr int CH = D / 4, NV = CH / 8;   /* channels of a row per lane, 8-channel vectors */
+    const int qd = lane % 4, h = blockIdx.y, b = blockIdx.z;
+    const sage_qk_groups gran = (sage_qk_groups)p.qk_gran;
+    uint4 raw[2][NV];
+    /* whole aligned rows (the common case): 16-byte loads only; else the quantizer's loader.
+     * (Measured: the loads issued before the barrier set-up and the register reallocation gained
+     * nothing at D = 128 and cost 10 % at D = 64 through the KV loop's code generation; one
+     * branch around all 16-byte loads cost 4-6 % at D = 64 the same way.) */
+    const bool fast = p.q_vec && p.d == D;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int row = q0 + rt + 8 * r;
+        const InT *src = static_cast<const InT *>(p.q) + (int64_t)b * p.q_sb + (int64_t)h * p.q_sh +
+                         (int64_t)row * p.q_sn + qd * CH;
+#pragma unroll
+        for (int v = 0; v < NV; ++v)
+            raw[r][v] = row >= p.nq ? make_uint4(0, 0, 0, 0)
+                        : fast      ? __ldg(reinterpret_cast<const uint4 *>(src + 8 * v))
+                                    : sage::load8_raw(src - qd * CH, qd * CH + 8 * v, p.d, p.q_vec != 0);
+    }
+    /* max |x| on element pairs in the input type (exact: max and the widening commute) */
+    using Pair = typename InTraits<InT>::Pair;
+    Pair m2 = InTraits<InT>::zero2();
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+        for (int v = 0; v < NV; ++v) {
+            const uint32_t w[4] = {raw[r][v].x, raw[r][v].y, raw[r][v].z, raw[r][v].w};
+#pragma unroll
+            for (int k = 0; k < 4; ++k) m2 = __hmax2(m2, __habs2(*reinterpret_cast<const Pair *>(&w[k])));
+        }
+    float amax = fmaxf(InTraits<InT>::lo(m2), InTraits<InT>::hi(m2));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    if (gran != SAGE_QK_PER_THREAD) {
+#pragma unroll
+        for (int off = 4; off < 32; off *= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+        if (gran == SAGE_QK_PER_BLOCK) {
+            if (lane == 0) asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(s_red + 4 * warp), "f"(amax) : "memory");
+            named_sync<3, 256>();
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                float x;
+                asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(x) : "r"(s_red + 4 * i) : "memory");
+                amax = fmaxf(amax, x);
+            }
+        }
+    }
+    /* The pinned recipe: amax == 0 -> scale 1 and every q8 = 0. */
+    const float inv = amax > 0.f ? __fdiv_rn(127.0f, amax) : 0.f;
+    const float qs = amax > 0.f ? __fdiv_rn(amax, 127.0f) : 1.f;
+    const bool writer = gran == SAGE_QK_PER_THREAD ? qd == 0 : gran == SAGE_QK_PER_WARP ? lane == 0 : lane + warp == 0;
+    if (writer) {
+        const int64_t bh = (int64_t)b * p.heads_q + h;
+        p.q_scale[bh * p.n_q_groups + sage_q_group(SAGE_SM90_GEOMETRY, gran, q0 + rt)] = qs;
+    }
+    /* 16 channels = one 16-byte chunk of a swizzled row: byte offset o of the unswizzled sub-tile
+     * goes to o ^ (((o >> 7) & (span / 16 - 1)) << 4) (B2). */
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+        for (int u = 0; u < NV / 2; ++u) {
+            uint32_t w4[4];
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                const uint4 &x = raw[r][2 * u + k / 2];
+                int v[4];
+#pragma unroll
+                for (int j = 0; j < 4; ++j) v[j] = sage::rne_int(__fmul_rn(sage::raw_elem<InT>(x, 4 * (k % 2) + j), inv));
+                w4[k] = pack_s8x4_sat(v);
+            }
+            const int col = qd * CH + 16 * u;   /* < D */
+            const uint32_t o = (uint32_t)((rt + 8 * r) * C::QK_SWZ + col % C::QK_SWZ);
+            const uint32_t addr = s_q + (uint32_t)(col / C::QK_SWZ) * C::SUB_BYTES + (o ^ (((o >> 7) & (C::QK_SWZ / 16 - 1)) << 4));
+            asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(w4[0]), "r"(w4[1]), "r"(w4[2]),
+                         "r"(w4[3])
+                         : "memory");
+        }
+    fence_proxy_async();
+    named_sync<3, 256>();
+    return qs;
+}
+
 /* A special register read the compiler cannot merge with an earlier read (asm volatile): the
  * epilogue recomputes its coordinates instead of keeping them live across the main loop, where
  * every register is taken. */
@@ -470,8 +597,8 @@ __device__ __forceinline__ void epilogue(const sage_sm90_params &p, const float 
 
 template <int D, bool CAUSAL, typename OutT, int XP>
 __global__ void __launch_bounds__(NTHREADS, 1)
-    attn_qk_int8_pv_fp8_sm90(const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
-                             const __grid_constant__ CUtensorMap tm_v, const __grid_constant__ sage_sm90_params p) {
+    attn_qk_int8_pv_fp8_sm90(const __grid_constant__ CUtensorMap tm_k, const __grid_constant__ CUtensorMap tm_v,
+                             const __grid_constant__ sage_sm90_params p) {
     using C = Cfg<D>;
     constexpr int NS = KT / 2;         /* S registers per thread (m64 x KT tile, A4) */
     constexpr int XPP = XP | (C::PINGPONG ? 0 : XP_NO_PINGPONG);   /* ping-pong off where it loses */
@@ -479,8 +606,7 @@ __global__ void __launch_bounds__(NTHREADS, 1)
     const uint32_t sraw = smem_addr(smem_raw);
     const uint32_t sbase = (sraw + 1023u) & ~1023u;
     const uint32_t s_q = sbase + C::OFF_Q, s_k = sbase + C::OFF_K, s_v = sbase + C::OFF_V;
-    const uint32_t bar_q = sbase + C::OFF_BAR;
-    const uint32_t bar_kf = bar_q + 8, bar_ke = bar_kf + 8 * C::STAGES;
+    const uint32_t bar_kf = sbase + C::OFF_BAR, bar_ke = bar_kf + 8 * C::STAGES;
     const uint32_t bar_vf = bar_ke + 8 * C::STAGES, bar_ve = bar_vf + 8 * C::STAGES;
 
     /* Heavier (causal: later) Q tiles first. */
@@ -500,7 +626,6 @@ __global__ void __launch_bounds__(NTHREADS, 1)
 
     const int tid = threadIdx.x;
     if (tid == 0) {
-        mbar_init(bar_q, 1);
         for (int s = 0; s < C::STAGES; ++s) {
             mbar_init(bar_kf + 8 * s, 1);      /* the producer's arrive.expect_tx */
             mbar_init(bar_ke + 8 * s, 8);      /* one arrive per consumer warp */
@@ -516,15 +641,10 @@ __global__ void __launch_bounds__(NTHREADS, 1)
         /* ---------------- producer ---------------- */
         setmaxnreg_dec<24>();
         if (tid == 0 && n_kv > 0) {
-            tma_prefetch_desc(&tm_q);
             tma_prefetch_desc(&tm_k);
             tma_prefetch_desc(&tm_v);
-            const int yq = (int)(((int64_t)b * p.heads_q + h) * p.nq_pad + q0);
             const int yk = (int)(((int64_t)b * p.heads_kv + hk) * p.nk_pad);
             const int yv = (int)(((int64_t)b * p.heads_kv + hk) * D);
-            mbar_arrive_expect_tx(bar_q, C::Q_BYTES);
-#pragma unroll
-            for (int u = 0; u < C::SUBS; ++u) tma_load_2d(s_q + u * C::SUB_BYTES, &tm_q, u * C::QK_SWZ, yq, bar_q);
             int st = 0;
             uint32_t ph = 0;
             for (int j = 0; j < n_kv; ++j) {
@@ -552,8 +672,8 @@ __global__ void __launch_bounds__(NTHREADS, 1)
 
     const sage_geometry geo = SAGE_SM90_GEOMETRY;
     const sage_qk_groups gran = (sage_qk_groups)p.qk_gran;
-    const int64_t bh = (int64_t)b * p.heads_q + h, bhk = (int64_t)b * p.heads_kv + hk;
-    const float qs = p.q_scale[bh * p.n_q_groups + sage_q_group(geo, gran, row0)];
+    const int64_t bhk = (int64_t)b * p.heads_kv + hk;
+    const float qs = quantize_q_rows<D, OutT>(p, s_q, sbase + C::OFF_RED, q0, row0 - q0, 4 * c + w, lane);
     const float cs = p.sm_scale * LOG2E;  /* scores in base-2 units; S scale = (qs * ks) * cs */
     /* K scale of tile j: k_scale[ks_off + j * ks_step] (geometry.h: per-thread groups are
      * (tile, q), 4 per tile; per-block and per-warp one per tile). */
@@ -599,7 +719,6 @@ __global__ void __launch_bounds__(NTHREADS, 1)
         float ks = *ks_addr(0);
         float ks_next = ld_nc_f32(ks_addr(min(1, n_kv - 1)));
 
-        mbar_wait(bar_q, 0);
         if constexpr (D <= 128) {
             /* Pipelined: QK^T(j) and PV(j-1) issued together, softmax(j) overlaps PV(j-1); the
              * QK^T latency is exposed and covered by the other warpgroup (ping-pong). */
@@ -760,14 +879,14 @@ static bool make_map(encode_tiled_fn enc, CUtensorMap *tm, const void *base, uin
 }
 
 template <int D, bool CAUSAL, typename OutT, int XP = 0>
-static sage_status launch_t(const sage_sm90_params *p, const CUtensorMap &tq, const CUtensorMap &tk,
-                            const CUtensorMap &tv, cudaStream_t stream, sage_msg msg) {
+static sage_status launch_t(const sage_sm90_params *p, const CUtensorMap &tk, const CUtensorMap &tv,
+                            cudaStream_t stream, sage_msg msg) {
     auto kern = attn_qk_int8_pv_fp8_sm90<D, CAUSAL, OutT, XP>;
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Cfg<D>::SMEM);
     if (e != cudaSuccess)
         return sage_fail(msg, SAGE_ERR_CUDA, "sm90: cudaFuncSetAttribute: %s", cudaGetErrorString(e));
     dim3 grid((unsigned)(p->nq_pad / CTA_Q), (unsigned)p->heads_q, (unsigned)p->batch);
-    kern<<<grid, NTHREADS, Cfg<D>::SMEM, stream>>>(tq, tk, tv, *p);
+    kern<<<grid, NTHREADS, Cfg<D>::SMEM, stream>>>(tk, tv, *p);
     e = cudaPeekAtLastError();
     if (e != cudaSuccess)
         return sage_fail(msg, SAGE_ERR_CUDA, "sm90 kernel launch: %s", cudaGetErrorString(e));
@@ -775,28 +894,28 @@ static sage_status launch_t(const sage_sm90_params *p, const CUtensorMap &tq, co
 }
 
 template <int D>
-static sage_status launch_d(const sage_sm90_params *p, bool bf16, const CUtensorMap &tq, const CUtensorMap &tk,
-                            const CUtensorMap &tv, cudaStream_t stream, sage_msg msg) {
+static sage_status launch_d(const sage_sm90_params *p, bool bf16, const CUtensorMap &tk, const CUtensorMap &tv,
+                            cudaStream_t stream, sage_msg msg) {
     const bool causal = p->causal != SAGE_CAUSAL_NONE;
 #ifdef SAGE_SM90_EXPERIMENTS
     if (D == 128 && p->flags && !causal && !bf16) {
         switch (p->flags) {
-        case 1: return launch_t<D, false, __half, 1>(p, tq, tk, tv, stream, msg);
-        case 2: return launch_t<D, false, __half, 2>(p, tq, tk, tv, stream, msg);
-        case 4: return launch_t<D, false, __half, 4>(p, tq, tk, tv, stream, msg);
-        case 8: return launch_t<D, false, __half, 8>(p, tq, tk, tv, stream, msg);
-        case 16: return launch_t<D, false, __half, 16>(p, tq, tk, tv, stream, msg);
-        case 32: return launch_t<D, false, __half, 32>(p, tq, tk, tv, stream, msg);
+        case 1: return launch_t<D, false, __half, 1>(p, tk, tv, stream, msg);
+        case 2: return launch_t<D, false, __half, 2>(p, tk, tv, stream, msg);
+        case 4: return launch_t<D, false, __half, 4>(p, tk, tv, stream, msg);
+        case 8: return launch_t<D, false, __half, 8>(p, tk, tv, stream, msg);
+        case 16: return launch_t<D, false, __half, 16>(p, tk, tv, stream, msg);
+        case 32: return launch_t<D, false, __half, 32>(p, tk, tv, stream, msg);
         default: break;
         }
     }
 #endif
     if (bf16) {
-        if (causal) return launch_t<D, true, __nv_bfloat16>(p, tq, tk, tv, stream, msg);
-        return launch_t<D, false, __nv_bfloat16>(p, tq, tk, tv, stream, msg);
+        if (causal) return launch_t<D, true, __nv_bfloat16>(p, tk, tv, stream, msg);
+        return launch_t<D, false, __nv_bfloat16>(p, tk, tv, stream, msg);
     }
-    if (causal) return launch_t<D, true, __half>(p, tq, tk, tv, stream, msg);
-    return launch_t<D, false, __half>(p, tq, tk, tv, stream, msg);
+    if (causal) return launch_t<D, true, __half>(p, tk, tv, stream, msg);
+    return launch_t<D, false, __half>(p, tk, tv, stream, msg);
 }
 
 }  // namespace sage_sm90
@@ -806,8 +925,8 @@ int sage_sm90_padded_head_dim(int64_t d) {
     return d <= 64 ? 64 : d <= 128 ? 128 : 256;
 }
 
-sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int bf16, const void *q8, const void *k8,
-                             const void *v8, cudaStream_t stream, sage_msg msg) {
+sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int bf16, const void *k8, const void *v8,
+                             cudaStream_t stream, sage_msg msg) {
     using namespace sage_sm90;
     if (d_pad != 64 && d_pad != 128 && d_pad != 256)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: padded head_dim %d not 64, 128 or 256", d_pad);
@@ -817,7 +936,8 @@ sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int bf16, con
     if (!enc) return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: cuTensorMapEncodeTiled unavailable");
     if (p->nq_pad % CTA_Q || p->nk_pad % KT)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: workspace not padded to the tiles");
-    /* TMA coordinates are int32: rows of the 2-D views must stay below 2^31. */
+    /* TMA coordinates are int32: rows of the 2-D views stay below 2^31 (and the Q rows, as the
+     * selection bounds them). */
     const int64_t q_rows = (int64_t)p->batch * p->heads_q * p->nq_pad;
     const int64_t k_rows = (int64_t)p->batch * p->heads_kv * p->nk_pad;
     const int64_t v_rows = (int64_t)p->batch * p->heads_kv * d_pad;
@@ -825,17 +945,16 @@ sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int bf16, con
         p->nk_pad >= ((int64_t)1 << 31) ||
         p->heads_q > 65535 || p->batch > 65535)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: problem too large for this kernel's grid");
-    /* Q, K: boxes of (sub-tile) rows of 64 B (SW64, d_pad 64) or 128 B (SW128; d_pad 256 loads two
+    /* K: boxes of (sub-tile) rows of 64 B (SW64, d_pad 64) or 128 B (SW128; d_pad 256 loads two
      * boxes per tile); V^T rows are KT = 128 bytes (SW128), d_pad rows per box. */
     const uint32_t qk_box = d_pad == 64 ? 64 : 128;
     const CUtensorMapSwizzle swz_qk = d_pad == 64 ? CU_TENSOR_MAP_SWIZZLE_64B : CU_TENSOR_MAP_SWIZZLE_128B;
-    alignas(64) CUtensorMap tq, tk, tv;
-    if (!make_map(enc, &tq, q8, (uint64_t)d_pad, (uint64_t)q_rows, qk_box, CTA_Q, swz_qk) ||
-        !make_map(enc, &tk, k8, (uint64_t)d_pad, (uint64_t)k_rows, qk_box, (uint32_t)KT, swz_qk) ||
+    alignas(64) CUtensorMap tk, tv;
+    if (!make_map(enc, &tk, k8, (uint64_t)d_pad, (uint64_t)k_rows, qk_box, (uint32_t)KT, swz_qk) ||
         !make_map(enc, &tv, v8, (uint64_t)p->nk_pad, (uint64_t)v_rows, (uint32_t)KT, (uint32_t)d_pad,
                   CU_TENSOR_MAP_SWIZZLE_128B))
         return sage_fail(msg, SAGE_ERR_CUDA, "sm90: cuTensorMapEncodeTiled failed");
-    if (d_pad == 64) return launch_d<64>(p, bf16, tq, tk, tv, stream, msg);
-    if (d_pad == 128) return launch_d<128>(p, bf16, tq, tk, tv, stream, msg);
-    return launch_d<256>(p, bf16, tq, tk, tv, stream, msg);
+    if (d_pad == 64) return launch_d<64>(p, bf16, tk, tv, stream, msg);
+    if (d_pad == 128) return launch_d<128>(p, bf16, tk, tv, stream, msg);
+    return launch_d<256>(p, bf16, tk, tv, stream, msg);
 }

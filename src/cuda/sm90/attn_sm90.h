@@ -5,6 +5,7 @@
 #define SAGE_SM90_ATTN_SM90_H
 
 #include "../../internal.h"
+#include "sm90.h"
 
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -24,12 +25,15 @@ typedef struct sage_sm90_params {
     int64_t nq_pad, nk_pad;                /* padded to the tiles (workspace layout) */
     int64_t n_q_groups, n_k_groups;        /* scale groups per head */
     int qk_gran;                           /* sage_qk_groups, resolved */
-    const float *q_scale, *k_scale;        /* [B, Hq, n_q_groups], [B, Hkv, n_k_groups] */
+    float *q_scale;                        /* [B, Hq, n_q_groups]: written by the kernel */
+    const float *k_scale;                  /* [B, Hkv, n_k_groups] */
     const float *k_mean;                   /* [B, Hkv, D]; NULL: no q.k_mean term in lse */
     const float *v_scale;                  /* [B, Hkv, D] */
     const float *v_mean;                   /* [B, Hkv, D]; NULL when smooth V is off */
-    const void *q;                         /* raw q (for q.k_mean of lse); element strides */
+    const void *q;                         /* raw q (quantized in the kernel); element strides */
     int64_t q_sb, q_sh, q_sn;
+    int q_vec;                             /* 1: q rows allow 16-byte loads (aligned base and
+                                              strides a multiple of 8 elements) */
     void *o;                               /* output, element strides, unit stride in D */
     int64_t o_sb, o_sh, o_sn;
     float *lse;                            /* [B, Hq, Nq] or NULL */
@@ -41,14 +45,11 @@ typedef struct sage_sm90_params {
                                               SAGE_SM90_EXPERIMENTS): XP variant; library: 0 */
 } sage_sm90_params;
 
-/* The head dim the kernel runs for head dim d: 64, 128 or 256 (the quantized tensors' d_pad);
- * 0 when d is outside 1..256. */
-int sage_sm90_padded_head_dim(int64_t d);
-
-/* Launch on `stream`: q8 [B*Hq*nq_pad, d_pad], k8 [B*Hkv*nk_pad, d_pad] int8 rows; v8 e4m3
- * [B*Hkv*d_pad, nk_pad] (sage_vt_offset order), channels from p->d on zero (the quantizer's
- * padding). bf16: output dtype. No allocation, no synchronisation. */
-sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int bf16, const void *q8, const void *k8,
-                             const void *v8, cudaStream_t stream, sage_msg msg);
+/* Launch on `stream`: Q from p->q (quantized by the kernel, scales written to p->q_scale);
+ * k8 [B*Hkv*nk_pad, d_pad] int8 rows; v8 e4m3 [B*Hkv*d_pad, nk_pad] (sage_vt_offset order),
+ * channels from p->d on zero (the quantizer's padding). bf16: q and o dtype. No allocation, no
+ * synchronisation. */
+sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int bf16, const void *k8, const void *v8,
+                             cudaStream_t stream, sage_msg msg);
 
 #endif

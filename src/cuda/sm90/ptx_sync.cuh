@@ -46,6 +46,12 @@ template <int ID, int N> __device__ __forceinline__ void named_arrive() {
     asm volatile("bar.arrive %0, %1;\n" ::"n"(ID), "n"(N) : "memory");
 }
 
+/* C3: this thread's earlier st.shared become visible to the async proxy (wgmma, TMA) once a
+ * barrier orders them before the reader. */
+__device__ __forceinline__ void fence_proxy_async() {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
 /* F1: register reallocation for warp-specialised roles (needs __launch_bounds__(T, 1)). */
 template <int R> __device__ __forceinline__ void setmaxnreg_dec() {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R));

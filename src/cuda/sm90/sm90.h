@@ -25,6 +25,10 @@ extern const sage_kernel sage_sm90_kernel;
  * smooth Q, sizes beyond the kernel's 32-bit grid/TMA coordinates. */
 sage_status sage_sm90_select(sage_problem *p, const sage_kernel **kernel, sage_msg msg);
 
+/* The head dim the kernel runs for head dim d: 64, 128 or 256 (the quantized tensors' d_pad);
+ * 0 when d is outside 1..256. */
+int sage_sm90_padded_head_dim(int64_t d);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,5 @@
-/* The sm90a kernel's descriptor: selection, workspace size and run (quantize, then attention).
+/* The sm90a kernel's descriptor: selection, workspace size and run (quantize K and V, then
+ * attention, which quantizes Q itself).
  * No allocation, no synchronisation: the quantization kernels and the attention kernel are
  * launched on the caller's stream, the tensor maps are encoded on the host. */
 #include "sm90.h"
@@ -16,7 +17,7 @@ static_assert(kGeometry.cta_q == SAGE_SM90_CTA_Q && kGeometry.cta_k == SAGE_SM90
 
 size_t sm90_workspace(const sage_kernel *k, const sage_problem *p) {
     sage_cuda_quant_layout L;
-    sage_cuda_quant_layout_init(p, k->geometry, sage_sm90_padded_head_dim(p->a.head_dim), &L);
+    sage_cuda_kernel_quant_layout(k, p, &L);
     return sage_align_ws(L.total);
 }
 
@@ -30,7 +31,7 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     if (p->pv != SAGE_PV_FP8 || !d_pad || p->smooth_q)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: FP8 PV, head_dim <= 256, no smooth Q only", k->name);
     sage_cuda_quant_layout L;
-    sage_cuda_quant_layout_init(p, k->geometry, d_pad, &L);
+    sage_cuda_kernel_quant_layout(k, p, &L);
 
     sage_sm90_params P = {};
     P.batch = (int)a->batch;
@@ -45,7 +46,7 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     P.n_k_groups = L.n_k_groups;
     P.qk_gran = p->qk_groups;
     uint8_t *w = static_cast<uint8_t *>(ws);
-    P.q_scale = reinterpret_cast<const float *>(w + L.off_q_scale);
+    P.q_scale = reinterpret_cast<float *>(w + L.off_q_scale);
     P.k_scale = reinterpret_cast<const float *>(w + L.off_k_scale);
     P.k_mean = p->smooth_k && a->lse ? reinterpret_cast<const float *>(w + L.off_k_mean) : nullptr;
     P.v_scale = reinterpret_cast<const float *>(w + L.off_v_scale);
@@ -54,6 +55,7 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     P.q_sb = a->q_stride_b;
     P.q_sh = a->q_stride_h;
     P.q_sn = a->q_stride_n;
+    P.q_vec = sage_vec16_ok(a->q, a->q_stride_b, a->q_stride_h, a->q_stride_n);
     P.o = a->o;
     P.o_sb = a->o_stride_b;
     P.o_sh = a->o_stride_h;
@@ -70,7 +72,7 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     if (sage_status s = sage_cuda_device_enter(a->device_ordinal, &scope, msg)) return s;
     sage_status s = sage_cuda_quantize(p, k->geometry, &L, ws, stream, msg);
     if (s == SAGE_OK)
-        s = sage_sm90_launch(&P, d_pad, a->dtype == SAGE_DTYPE_BF16, w + L.off_q8, w + L.off_k8, w + L.off_v8,
+        s = sage_sm90_launch(&P, d_pad, a->dtype == SAGE_DTYPE_BF16, w + L.off_k8, w + L.off_v8,
                              static_cast<cudaStream_t>(stream), msg);
     sage_cuda_device_leave(&scope);
     return s;
