@@ -30,7 +30,8 @@ struct QuantParams {
     int D, d_pad;
     int64_t nq_pad, nk_pad, n_q_groups, n_k_groups;
     int q_tiles, k_tiles, n_chunks;
-    int64_t v_blocks_per_head, n_v_blocks, n_k_blocks, n_q_blocks; /* quantize launch: Q tiles, K tiles, V blocks */
+    int64_t v_blocks_per_head, n_v_blocks, n_k_blocks, n_q_blocks; /* quantize launch: Q tiles, then K tiles and
+                                                                      V blocks head by head */
     bool pdl; /* sm_90+: finalize and quantize launched with programmatic stream serialization */
     /* Local scale group of each row of a Q tile / K tile (geometry.h maps, evaluated on the host: the maps
      * repeat from tile to tile, group(tile * cta + r) = tile * groups_per_tile + group(r)). */
@@ -162,8 +163,8 @@ __global__ void finalize_kernel(QuantParams P) {
 }
 
 /* ---- 3. quantize ------------------------------------------------------------------------------ */
-/* One launch, three kinds of block: Q tiles, then K tiles (cta rows each), then V blocks
- * (kThreads * 32 / d_pad tokens of one head). Every block stages its input once in shared memory
+/* One launch, three kinds of block: Q tiles, then per head its K tiles (cta rows each) and its V
+ * blocks (kThreads * 32 / d_pad tokens). Every block stages its input once in shared memory
  * (cp.async, no registers held while the loads are in flight, so 6 blocks fit on an SM); a Q or K
  * tile takes its group maxima there and is quantized from there: one global read. A V block's
  * threads each take 16 tokens x 2 channels and write 2 channel rows of 16 permuted e4m3 bytes
@@ -400,11 +401,17 @@ __global__ void __launch_bounds__(kThreads, kQuantMinCtas) quantize_kernel(Quant
     int64_t id = blockIdx.x;
     if (id < P.n_q_blocks) { quantize_q_tile<T>(P, id, s, tile); return; }
     id -= P.n_q_blocks;
-    if (id < P.n_k_blocks) {
+    /* K and V blocks head by head, the last (b, h) first: the reduction pass read the heads in
+     * (b, h) order, so the last ones' K and V are still in L2. */
+    const int per_head = P.k_tiles + (P.n_v_blocks ? (int)P.v_blocks_per_head : 0);
+    const int64_t bh = P.B * P.Hkv - 1 - id / per_head;
+    const int j = (int)(id % per_head);
+    if (j < P.k_tiles) {
         griddep_wait(); /* k_mean of finalize_kernel (this grid may start before it ends) */
-        quantize_k_tile<T>(P, id, s, tile);
+        quantize_k_tile<T>(P, bh * P.k_tiles + j, s, tile);
+    } else {
+        quantize_v_block<T>(P, bh * P.v_blocks_per_head + (j - P.k_tiles), tile);
     }
-    else quantize_v_block<T>(P, id - P.n_k_blocks, tile);
 }
 
 /* ---- 4. smooth-Q bias: qk_bias[b,h,qb,t] = sum_d qm[d] * (k[t][d] - km[d]); one warp per key ---- */
