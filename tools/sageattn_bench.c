@@ -9,7 +9,8 @@
  * CUDA: validates first against the fp32 "cuda_reference" kernel (on batch 0 and at most 4 heads,
  * so long shapes stay quick), then times sage_forward with CUDA events (median of --iters runs,
  * inputs rotated over several buffer sets so L2 does not hold them), and the quantization pass
- * alone; attention = total - quantization. TOPS = 4 B H Nq Nk D / time (halved when causal).
+ * alone; attention = total - quantization (the Hopper kernel quantizes Q inside the attention
+ * kernel, so its quantization pass is K and V only). TOPS = 4 B H Nq Nk D / time (halved when causal).
  * CPU: the same accuracy report against the CPU reference, and the wall time of sage_forward. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "sageattn.h"
@@ -349,7 +350,8 @@ static int run_cuda(opts *o) {
                (int)o->causal, ms, msq, tops, m.cos, m.rel_l1);
     else {
         printf("time %.4f ms (median of %d, %d input sets)  %.1f TOPS\n", ms, iters, sets, tops);
-        printf("split: quantization %.4f ms (%.0f%%), attention %.4f ms\n", msq, 100.0 * msq / ms, ms - msq);
+        printf("split: quantization pass %.4f ms (%.0f%%; %s), attention %.4f ms\n", msq, 100.0 * msq / ms,
+               L.q8 ? "Q, K, V" : "K, V: Q is quantized in the attention kernel", ms - msq);
         if (o->validate)
             printf("accuracy vs cuda_reference: cos %.6f relL1 %.5f rmse %.5f nonfinite %d\n", m.cos, m.rel_l1, m.rmse,
                    m.nonfinite);
