@@ -166,23 +166,14 @@ __device__ __forceinline__ uint32_t pack_e4m3x4(float x0, float x1, float x2, fl
     return r;
 }
 
-/* Element pairs of the input type, for the Q prologue's max |x|. */
-template <typename T> struct InTraits;
-template <> struct InTraits<__half> {
+/* The 16-bit element type of q and o (fp16 or bf16): pairs for the Q prologue's max |x|,
+ * conversions for the epilogue's stores and the lse term's loads. */
+template <typename T> struct Elem16;
+template <> struct Elem16<__half> {
     using Pair = __half2;
     static __device__ __forceinline__ Pair zero2() { return __float2half2_rn(0.f); }
     static __device__ __forceinline__ float lo(Pair p) { return __low2float(p); }
     static __device__ __forceinline__ float hi(Pair p) { return __high2float(p); }
-};
-template <> struct InTraits<__nv_bfloat16> {
-    using Pair = __nv_bfloat162;
-    static __device__ __forceinline__ Pair zero2() { return __float2bfloat162_rn(0.f); }
-    static __device__ __forceinline__ float lo(Pair p) { return __low2float(p); }
-    static __device__ __forceinline__ float hi(Pair p) { return __high2float(p); }
-};
-
-template <typename T> struct OutTraits;
-template <> struct OutTraits<__half> {
     static __device__ __forceinline__ uint32_t pack2(float a, float b) {
         __half2 h = __floats2half2_rn(a, b);
         return *reinterpret_cast<uint32_t *>(&h);
@@ -192,7 +183,11 @@ template <> struct OutTraits<__half> {
         return __half2float(reinterpret_cast<const __half *>(p)[i]);
     }
 };
-template <> struct OutTraits<__nv_bfloat16> {
+template <> struct Elem16<__nv_bfloat16> {
+    using Pair = __nv_bfloat162;
+    static __device__ __forceinline__ Pair zero2() { return __float2bfloat162_rn(0.f); }
+    static __device__ __forceinline__ float lo(Pair p) { return __low2float(p); }
+    static __device__ __forceinline__ float hi(Pair p) { return __high2float(p); }
     static __device__ __forceinline__ uint32_t pack2(float a, float b) {
         __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
         return *reinterpret_cast<uint32_t *>(&h);
@@ -428,8 +423,8 @@ __device__ __forceinline__ float quantize_q_rows(const sage_sm90_params &p, uint
                                     : sage::load8_raw(src - qd * CH, qd * CH + 8 * v, p.d, p.q_vec != 0);
     }
     /* max |x| on element pairs in the input type (exact: max and the widening commute) */
-    using Pair = typename InTraits<InT>::Pair;
-    Pair m2 = InTraits<InT>::zero2();
+    using Pair = typename Elem16<InT>::Pair;
+    Pair m2 = Elem16<InT>::zero2();
 #pragma unroll
     for (int r = 0; r < 2; ++r)
 #pragma unroll
@@ -438,7 +433,7 @@ __device__ __forceinline__ float quantize_q_rows(const sage_sm90_params &p, uint
 #pragma unroll
             for (int k = 0; k < 4; ++k) m2 = __hmax2(m2, __habs2(*reinterpret_cast<const Pair *>(&w[k])));
         }
-    float amax = fmaxf(InTraits<InT>::lo(m2), InTraits<InT>::hi(m2));
+    float amax = fmaxf(Elem16<InT>::lo(m2), Elem16<InT>::hi(m2));
     amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
     amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
     if (gran != SAGE_QK_PER_THREAD) {
@@ -540,7 +535,7 @@ __device__ __forceinline__ void epilogue(const sage_sm90_params &p, const float 
                 const int64_t base = (int64_t)b * p.q_sb + (int64_t)h * p.q_sh + (int64_t)row * p.q_sn;
                 float acc = 0.f;
                 for (int d = qd * (D / 4); d < d_end; ++d)
-                    acc = fmaf(OutTraits<OutT>::load(p.q, base + d), km[d], acc);
+                    acc = fmaf(Elem16<OutT>::load(p.q, base + d), km[d], acc);
                 acc += __shfl_xor_sync(0xffffffffu, acc, 1);
                 acc += __shfl_xor_sync(0xffffffffu, acc, 2);
                 qk[r] = acc;
@@ -585,10 +580,10 @@ __device__ __forceinline__ void epilogue(const sage_sm90_params &p, const float 
                 const float v0 = fmaf(mn[jb].x, add, O[i] * inv[r] * sc[jb].x);
                 const float v1 = fmaf(mn[jb].y, add, O[i + 1] * inv[r] * sc[jb].y);
                 if (p.o_pairs && d + 1 < p.d) {
-                    *reinterpret_cast<uint32_t *>(orow + d) = OutTraits<OutT>::pack2(v0, v1);
+                    *reinterpret_cast<uint32_t *>(orow + d) = Elem16<OutT>::pack2(v0, v1);
                 } else {
-                    orow[d] = OutTraits<OutT>::one(v0);
-                    if (d + 1 < p.d) orow[d + 1] = OutTraits<OutT>::one(v1);
+                    orow[d] = Elem16<OutT>::one(v0);
+                    if (d + 1 < p.d) orow[d + 1] = Elem16<OutT>::one(v1);
                 }
             }
         }
