@@ -101,6 +101,29 @@ TEST(gpu_attn_default_grid) {
                 }
 }
 
+/* Every Q/K group granularity at every native head dim, Q with outlier channels (so the groups'
+ * scales differ): the Hopper kernel reduces its Q groups in its prologue per granularity, and
+ * attn_case holds its q_scale to the spec bit for bit. Rows past Nq sit in the last tile. */
+TEST(gpu_attn_q_groups_every_head_dim) {
+    if (!gpu_available()) return;
+    const sage_qk_groups grans[] = {SAGE_QK_PER_BLOCK, SAGE_QK_PER_WARP, SAGE_QK_PER_THREAD};
+    const int64_t dims[] = {64, 128, 256};
+    for (const char *kn : gpu_kernels_for_device())
+        for (int di = 0; di < 3; di++)
+            for (int gi = 0; gi < 3; gi++) {
+                tc_case c = tc_case_default();
+                c.B = 1; c.Hq = 2; c.Hkv = 1; c.Nq = 300; c.Nk = 200; c.D = dims[di];
+                c.input = TC_QOUTLIER;
+                c.causal = gi == 1 ? SAGE_CAUSAL_BOTTOM_RIGHT : SAGE_CAUSAL_NONE;
+                c.seed = 2500 + di * 10 + gi;
+                tc_opts o = tc_opts_default();
+                o.groups = grans[gi];
+                char label[96];
+                snprintf(label, sizeof label, "Q outliers D%lld gran%d", (long long)c.D, (int)grans[gi]);
+                attn_case(c, o, kn, label);
+            }
+}
+
 /* Long KV (what catches a missing two-level accumulation), one per PV mode. */
 TEST(gpu_attn_long_kv) {
     if (!gpu_available()) return;
