@@ -187,9 +187,8 @@ __device__ void tile_groups_init(int cta, int n_groups, const uint8_t *row_group
 __device__ void tile_group_scales(int n_groups, float *scale_out, TileSmem &s) {
     for (int grp = threadIdx.x; grp < n_groups; grp += kThreads) {
         const float amax = __int_as_float(s.gmax[grp]);
-        /* The pinned recipe: amax == 0 -> scale 1 and every x8 = 0. */
-        s.inv[grp] = amax > 0.f ? __fdiv_rn(127.0f, amax) : 0.f;
-        scale_out[grp] = amax > 0.f ? __fdiv_rn(amax, 127.0f) : 1.f;
+        s.inv[grp] = int8_inv(amax);
+        scale_out[grp] = int8_scale(amax);
     }
 }
 

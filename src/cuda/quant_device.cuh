@@ -43,6 +43,11 @@ __device__ __forceinline__ int rne_int(float x) {
     return __float_as_int(__fadd_rn(x, 12582912.0f)) - 0x4B400000;
 }
 
+/* The pinned INT8 recipe's group scales from the group's max |x|: the stored scale amax / 127 and
+ * the multiplier 127 / amax; amax == 0 -> scale 1 and multiplier 0 (every x8 = 0). */
+__device__ __forceinline__ float int8_inv(float amax) { return amax > 0.f ? __fdiv_rn(127.0f, amax) : 0.f; }
+__device__ __forceinline__ float int8_scale(float amax) { return amax > 0.f ? __fdiv_rn(amax, 127.0f) : 1.f; }
+
 /* The pinned INT8 recipe: x8 = clamp(rne(x * inv), -127, 127). */
 __device__ __forceinline__ int quant_s8(float x, float inv) {
     int i = rne_int(__fmul_rn(x, inv));

@@ -172,8 +172,6 @@ template <typename T> struct Elem16;
 template <> struct Elem16<__half> {
     using Pair = __half2;
     static __device__ __forceinline__ Pair zero2() { return __float2half2_rn(0.f); }
-    static __device__ __forceinline__ float lo(Pair p) { return __low2float(p); }
-    static __device__ __forceinline__ float hi(Pair p) { return __high2float(p); }
     static __device__ __forceinline__ uint32_t pack2(float a, float b) {
         __half2 h = __floats2half2_rn(a, b);
         return *reinterpret_cast<uint32_t *>(&h);
@@ -186,8 +184,6 @@ template <> struct Elem16<__half> {
 template <> struct Elem16<__nv_bfloat16> {
     using Pair = __nv_bfloat162;
     static __device__ __forceinline__ Pair zero2() { return __float2bfloat162_rn(0.f); }
-    static __device__ __forceinline__ float lo(Pair p) { return __low2float(p); }
-    static __device__ __forceinline__ float hi(Pair p) { return __high2float(p); }
     static __device__ __forceinline__ uint32_t pack2(float a, float b) {
         __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
         return *reinterpret_cast<uint32_t *>(&h);
@@ -433,7 +429,7 @@ __device__ __forceinline__ float quantize_q_rows(const sage_sm90_params &p, uint
 #pragma unroll
             for (int k = 0; k < 4; ++k) m2 = __hmax2(m2, __habs2(*reinterpret_cast<const Pair *>(&w[k])));
         }
-    float amax = fmaxf(Elem16<InT>::lo(m2), Elem16<InT>::hi(m2));
+    float amax = fmaxf(__low2float(m2), __high2float(m2));
     amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
     amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
     if (gran != SAGE_QK_PER_THREAD) {
@@ -450,9 +446,7 @@ __device__ __forceinline__ float quantize_q_rows(const sage_sm90_params &p, uint
             }
         }
     }
-    /* The pinned recipe: amax == 0 -> scale 1 and every q8 = 0. */
-    const float inv = amax > 0.f ? __fdiv_rn(127.0f, amax) : 0.f;
-    const float qs = amax > 0.f ? __fdiv_rn(amax, 127.0f) : 1.f;
+    const float inv = sage::int8_inv(amax), qs = sage::int8_scale(amax);
     const bool writer = gran == SAGE_QK_PER_THREAD ? qd == 0 : gran == SAGE_QK_PER_WARP ? lane == 0 : lane + warp == 0;
     if (writer) {
         const int64_t bh = (int64_t)b * p.heads_q + h;
