@@ -107,7 +107,9 @@ TEST(cpu_group_maps_match_fragment_layout) {
     sage_geometry mma = {64, 64, 4, 0};      /* mma.sync style: one 16-row slab per warp */
     sage_geometry wide = {128, 64, 8, 0};    /* one slab per warp over 128 rows */
     sage_geometry split = sage_cpu_geometry(); /* 64-key K scale blocks in 128-key tiles */
+    sage_geometry q192 = SAGE_SM90_Q192_GEOMETRY; /* three warpgroups: 12 warps, one slab each */
     check_geometry(split);
+    check_geometry(q192);
     check_geometry(hopper);
     check_geometry(mma);
     check_geometry(wide);
@@ -121,6 +123,9 @@ TEST(cpu_group_maps_match_fragment_layout) {
     CHECK_EQ_INT(sage_q_group(hopper, SAGE_QK_PER_WARP, 80), 1);
     CHECK_EQ_INT(sage_k_group(hopper, SAGE_QK_PER_THREAD, 6), 3);
     CHECK_EQ_INT(sage_k_group(hopper, SAGE_QK_PER_THREAD, 129), 4);
+    CHECK_EQ_INT(sage_q_group(q192, SAGE_QK_PER_THREAD, 179), 179 / 16 * 8 + 3); /* warp 11, g 3 */
+    CHECK_EQ_INT(sage_q_group(q192, SAGE_QK_PER_WARP, 200), 12);                  /* tile 1, warp 0 */
+    CHECK_EQ_INT(sage_q_group(q192, SAGE_QK_PER_BLOCK, 191), 0);
 }
 
 TEST(cpu_vt_storage_is_the_a7_permutation) {

@@ -1,18 +1,24 @@
-/* Hopper kernel (cuda_sm90_wgmma) cases the generic GPU tests do not reach: the K/V stage ring
- * wrapping around at every head dim (4 stages at D = 64, 3 at 128, 2 at 256), KV tile counts of 1, 2,
- * STAGES and STAGES + 1 (the pipeline's first/last-tile paths), causal CTAs that skip KV tiles,
- * GQA with 4 query heads per KV head (CTAs of different heads share K/V tiles in L2), and Q row
- * counts that leave one consumer warpgroup without rows. GPU vs CPU spec, brief §4 tolerances. */
+/* Hopper kernel (cuda_sm90_wgmma, and cuda_sm90_wgmma_q192 at D = 64) cases the generic GPU tests
+ * do not reach: the K/V stage ring wrapping around at every head dim (4 stages at D = 64, 3 at 128,
+ * 2 at 256), KV tile counts of 1, 2, STAGES and STAGES + 1 (the pipeline's first/last-tile paths),
+ * causal CTAs that skip KV tiles, GQA with 4 query heads per KV head (CTAs of different heads share
+ * K/V tiles in L2), and Q row counts that leave consumer warpgroups without rows. GPU vs CPU spec,
+ * brief §4 tolerances. */
 #include "gpu_common.h"
 
 #include <string.h>
 
 namespace {
 
-const char *sm90_kernel_name() {
+/* The Hopper kernels of this device that run head dim D with this masking (the 192-row one only
+ * D <= 64, non-causal). */
+std::vector<const char *> sm90_kernels(int64_t D, sage_causal cm) {
+    std::vector<const char *> v;
     for (const char *kn : gpu_kernels_for_device())
-        if (!strcmp(kn, "cuda_sm90_wgmma")) return kn;
-    return nullptr;
+        if (!strncmp(kn, "cuda_sm90", 9) &&
+            ((D <= 64 && cm == SAGE_CAUSAL_NONE) || strcmp(kn, "cuda_sm90_wgmma_q192")))
+            v.push_back(kn);
+    return v;
 }
 
 bool sm90_case(const tc_case &c, tc_opts o, const char *kn, const char *label) {
@@ -38,15 +44,16 @@ bool sm90_case(const tc_case &c, tc_opts o, const char *kn, const char *label) {
 
 TEST(gpu_sm90_tile_counts_and_ring) {
     if (!gpu_available()) return;
-    const char *kn = sm90_kernel_name();
-    if (!kn) {
-        sage_test_skip("cuda_sm90_wgmma is not built or not runnable on this device");
+    if (sm90_kernels(64, SAGE_CAUSAL_NONE).empty()) {
+        sage_test_skip("the Hopper kernels are not built or not runnable on this device");
         return;
     }
     /* KV tiles of 128 keys: 1, 2 (= D256 stages), 3 (= D128 stages), 4 (= D64 stages), 5, 16 (ring
      * wraps). */
     const int64_t nks[] = {100, 256, 300, 512, 577, 2000};
-    const int64_t nqs[] = {64, 200};   /* 64: the second consumer warpgroup has no valid row */
+    /* 64: only the first consumer warpgroup has valid rows; 200: the last CTA's too (128-row CTAs:
+     * 72 rows, 192-row ones: 8) */
+    const int64_t nqs[] = {64, 200};
     const sage_causal cms[] = {SAGE_CAUSAL_NONE, SAGE_CAUSAL_BOTTOM_RIGHT, SAGE_CAUSAL_TOP_LEFT};
     int n = 0;
     for (int64_t D : {64, 128, 256})
@@ -64,7 +71,7 @@ TEST(gpu_sm90_tile_counts_and_ring) {
                     char label[128];
                     snprintf(label, sizeof label, "sm90 D%lld Nq%lld Nk%lld causal%d %s", (long long)D, (long long)Nq,
                              (long long)Nk, (int)cm, c.dtype == SAGE_DTYPE_BF16 ? "bf16" : "fp16");
-                    sm90_case(c, o, kn, label);
+                    for (const char *kn : sm90_kernels(D, cm)) sm90_case(c, o, kn, label);
                 }
 }
 
@@ -72,9 +79,8 @@ TEST(gpu_sm90_tile_counts_and_ring) {
  * blockIdx order is reversed (heavy first), so this also covers the q-tile index mapping. */
 TEST(gpu_sm90_causal_skip) {
     if (!gpu_available()) return;
-    const char *kn = sm90_kernel_name();
-    if (!kn) {
-        sage_test_skip("cuda_sm90_wgmma is not built or not runnable on this device");
+    if (sm90_kernels(64, SAGE_CAUSAL_NONE).empty()) {
+        sage_test_skip("the Hopper kernels are not built or not runnable on this device");
         return;
     }
     for (int64_t D : {64, 128, 256}) {
@@ -86,6 +92,6 @@ TEST(gpu_sm90_causal_skip) {
         o.pv = SAGE_PV_FP8;
         char label[64];
         snprintf(label, sizeof label, "sm90 causal N1100 D%lld", (long long)D);
-        sm90_case(c, o, kn, label);
+        for (const char *kn : sm90_kernels(D, c.causal)) sm90_case(c, o, kn, label);
     }
 }

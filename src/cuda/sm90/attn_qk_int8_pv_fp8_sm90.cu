@@ -1,10 +1,12 @@
 /* Hopper (sm90a) attention: INT8 QK^T and FP8 PV on wgmma, tiles by TMA, warp-specialised.
  *
- * CTA = 3 warpgroups (384 threads, __launch_bounds__(384, 1) so setmaxnreg works: F2):
+ * CTA = 1 + NC warpgroups (__launch_bounds__(128 (1 + NC), 1) so setmaxnreg works: F2):
  *   WG0  producer: one thread issues every TMA load (K and V tiles into a ring of STAGES buffers
  *        guarded by full/empty mbarriers, E5); setmaxnreg.dec 24.
- *   WG1, WG2 consumers: each owns 64 of the CTA's 128 query rows (one m64 wgmma tile);
- *        setmaxnreg.inc 240 (24 + 240 + 240 = 504 = 3 x 168, F3). They quantize their Q rows
+ *   WG1..NC consumers: each owns 64 of the CTA's 64 NC query rows (one m64 wgmma tile). NC = 2
+ *        (128 rows): setmaxnreg.inc 240 (24 + 2 x 240 = 504 = 3 x 168, F3). NC = 3 (192 rows,
+ *        D = 64, non-causal only): 160 (24 + 3 x 160 = 504 <= 4 x 128): three warps per
+ *        scheduler instead of two. The consumers quantize their Q rows
  *        themselves (prologue: raw q -> INT8 in the swizzled smem tile, the pinned recipe), so Q
  *        needs no pass of its own before the kernel.
  * Head dims 64, 128, 256 (the template D; other D <= 256 run padded to the next of these: the
@@ -16,11 +18,13 @@
  *                                     the two-level accumulation
  *   softmax(j) on S(j) while T is computed (the PV of the previous tile overlaps the softmax)
  *   O = O * alpha(j-1) + T            level two, true fp32 in registers
- * At D = 64 the two consumer warpgroups take turns issuing (named barriers 1 and 2, E6) so one's
- * softmax runs while the tensor cores work on the other's matrices; at D = 128 they run freely
- * (measured faster, Cfg::PINGPONG). D = 256 does not fit that schedule in
- * 240 registers (O alone is 132): per tile it runs S(j), softmax(j), then PV in two halves of 128
- * channels, each folded into O before the next is issued; the other warpgroup fills the gaps.
+ * At D = 64 with NC = 2 the two consumer warpgroups take turns issuing (named barriers 1 and 2, E6)
+ * so one's softmax runs while the tensor cores work on the other's matrices; otherwise they run
+ * freely (measured faster at D = 128, Cfg::PINGPONG). NC = 3 (D = 64) does not fit that schedule
+ * in 160 registers: per tile it runs softmax(j), issues T = P(j) V(j) and then S(j+1), folds T
+ * while S(j+1) is computed. D = 256 does not fit either in 240 (O alone is 128): per tile it runs
+ * S(j), softmax(j), then PV in two halves of 128 channels, each folded into O before the next is
+ * issued; the other warpgroup fills the gaps.
  *
  * Scores: s = int32 sum, sc = (qs * ks) * (sm_scale * log2 e), base 2. Row max on the raw sums
  * (IMNMX), scaled per lane; exponent fma(float(s), sc, -(m - SHIFT)) in one FFMA, the CPU spec's
@@ -41,17 +45,16 @@
 #include <cuda_fp16.h>
 #include <limits.h>
 #include <math.h>
+#include <type_traits>
 
 namespace sage_sm90 {
 
-constexpr int CTA_Q = SAGE_SM90_CTA_Q;   /* query rows per CTA: 2 consumer WGs x 64 */
 constexpr int KT = SAGE_SM90_CTA_K;      /* keys per KV tile */
 constexpr int WG_Q = 64;                 /* query rows per consumer warpgroup (one m64 tile) */
-constexpr int NTHREADS = 384;
 constexpr float SHIFT = 8.807354922057604f; /* log2(448): P~ spans the e4m3 range [0, 448] */
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr float LN2 = 0.6931471805599453f;
-static_assert(KT == 128 && CTA_Q == KT, "Q and K sub-tiles share one descriptor step (issue_qk)");
+static_assert(KT == 128, "S is m64n128: 64 registers per thread");
 
 /* Experiment variants (template parameter XP; only built with SAGE_SM90_EXPERIMENTS, for the
  * dev/sm90 probe; the library instantiates XP = 0). Bits 1-8 compute wrong results on purpose:
@@ -64,18 +67,28 @@ constexpr int XP_NO_PV = 8;         /* the PV wgmma is not issued */
 constexpr int XP_POLY_QUARTER = 16; /* exp2 of 1 in 4 scores by a polynomial on the FMA pipe */
 constexpr int XP_POLY_HALF = 32;    /* exp2 of 1 in 2 scores by the polynomial */
 
-template <int D> struct Cfg {
+template <int D, int NC> struct Cfg {
     static_assert(D == 64 || D == 128 || D == 256, "D must be 64, 128 or 256");
+    static_assert(NC == 2 || (NC == 3 && D == 64), "three consumer warpgroups only at D = 64 (registers)");
+    static constexpr int CTA_Q = WG_Q * NC;                 /* query rows per CTA */
+    static constexpr int CONSUMERS = 128 * NC;              /* consumer threads */
+    static constexpr int NTHREADS = 128 + CONSUMERS;
+    /* Registers per consumer thread after setmaxnreg: the launch pool is 65536 / NTHREADS per
+     * thread (168 or 128), the producer keeps 24 (F3). */
+    static constexpr int CONSUMER_REGS = NC == 2 ? 240 : 160;
+    static_assert(24 * 128 + CONSUMER_REGS * CONSUMERS <= 65536, "register pool");
+    static constexpr sage_geometry geometry() { return {CTA_Q, KT, 4 * NC, 0}; }
     /* Stages of the K/V ring: 4 x 16 KB (D = 64), 3 x 32 KB (128), 2 x 64 KB (256). One CTA per
-     * SM (384 threads x 168 registers), so shared memory does not limit residency; stages only
-     * add prefetch depth. */
+     * SM (all registers), so shared memory does not limit residency; stages only add prefetch
+     * depth. */
     static constexpr int STAGES = D == 64 ? 4 : D == 128 ? 3 : 2;
     /* Q and K rows are D bytes; a swizzled TMA box spans at most 128 bytes (D4), so D = 256 tiles
      * are stored as two column sub-tiles of 128-byte rows. D = 64: 64B swizzle (B3). */
     static constexpr int QK_SWZ = D == 64 ? 64 : 128;
     static constexpr int SUBS = D / QK_SWZ;
-    static constexpr uint32_t SUB_BYTES = CTA_Q * QK_SWZ;   /* one Q or K sub-tile (CTA_Q == KT) */
-    static constexpr uint32_t Q_BYTES = CTA_Q * D;          /* Q tile [128][D] int8 */
+    static constexpr uint32_t Q_SUB_BYTES = CTA_Q * QK_SWZ; /* one Q sub-tile */
+    static constexpr uint32_t K_SUB_BYTES = KT * QK_SWZ;    /* one K sub-tile */
+    static constexpr uint32_t Q_BYTES = CTA_Q * D;          /* Q tile [CTA_Q][D] int8 */
     static constexpr uint32_t K_BYTES = KT * D;             /* K tile [KT][D] int8 */
     static constexpr uint32_t V_BYTES = D * KT;             /* V^T tile [D][KT] e4m3 */
     static constexpr uint32_t OFF_Q = 0;
@@ -84,21 +97,27 @@ template <int D> struct Cfg {
     static constexpr uint32_t OFF_BAR = OFF_V + STAGES * V_BYTES;
     /* barriers: k_full[S], k_empty[S], v_full[S], v_empty[S] (8 B each) */
     static constexpr uint32_t BAR_BYTES = 8 * 4 * STAGES;
-    /* per consumer warp: its Q amax (per-block Q groups span all 8 consumer warps) */
+    /* per consumer warp: its Q amax (per-block Q groups span all consumer warps) */
     static constexpr uint32_t OFF_RED = OFF_BAR + BAR_BYTES;
+    /* per consumer thread (NC = 3): the K scale of its next tile, copied by cp.async */
+    static constexpr uint32_t OFF_KS = OFF_RED + 4 * (4 * NC);
     /* +1024: dynamic smem is only 16-B aligned; swizzled tiles need 1024-B alignment (D6). */
-    static constexpr uint32_t SMEM = OFF_RED + 8 * 4 + 1024;
+    static constexpr uint32_t SMEM = OFF_KS + (NC == 3 ? 4 * CONSUMERS : 0) + 1024;
     static constexpr int V_SWZ = 128;                       /* V^T rows are KT = 128 bytes */
     /* T registers: one PV MMA of N = D for D <= 128; D = 256 runs two of N = 128. */
     static constexpr int NT = (D == 256 ? 128 : D) / 2;
     /* The two consumer warpgroups take turns issuing (named barriers, E6) only at D = 64: measured
      * against free-running warpgroups in one call (session 3), turns gave +1..3 % at D = 64 up to
      * N = 4K (even at 16K) and cost 1..4 % at D = 128 (causal up to 8 %). D = 256 has none. */
-    static constexpr bool PINGPONG = D == 64;
+    static constexpr bool PINGPONG = D == 64 && NC == 2;
+    /* S(j) and T(j-1) in flight together (64 + NT registers beside O) fits 240 registers at
+     * D <= 128 with NC = 2; NC = 3 and D = 256 have schedules of their own (see the top). */
+    static constexpr bool PIPELINED = D <= 128 && NC == 2;
     /* Partial maxima / sums per row in the softmax (ILP against register pressure). Measured per
      * instance against 8 (session 3, one call): 4 is 1-8 % faster everywhere except D = 64
-     * causal, where 8 is 5-7 % faster from N = 4K (code generation, not arithmetic). */
-    template <bool CAUSAL> static constexpr int np() { return D == 64 && CAUSAL ? 8 : 4; }
+     * causal, where 8 is 5-7 % faster from N = 4K (code generation, not arithmetic); NC = 3:
+     * 8 is 0.4-0.9 % faster (session 5). */
+    template <bool CAUSAL> static constexpr int np() { return D == 64 && (CAUSAL || NC == 3) ? 8 : 4; }
 };
 
 /* Shared-memory matrix descriptor (B1), K-major, swizzle span `swz` bytes (128 or 64): LBO
@@ -116,6 +135,17 @@ __device__ __forceinline__ uint64_t make_desc(uint32_t saddr, int swz) {
 __device__ __forceinline__ float ld_nc_f32(const float *ptr) {
     float v;
     asm volatile("ld.global.nc.f32 %0, [%1];\n" : "=f"(v) : "l"(ptr));
+    return v;
+}
+
+/* 4 bytes global -> shared, asynchronously (cp.async, L1-allocating); visible to this thread
+ * after cp_async_wait_all. For a value needed a phase later without a register held meanwhile. */
+__device__ __forceinline__ void cp_async_f32(uint32_t saddr, const float *gptr) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(saddr), "l"(gptr) : "memory");
+}
+__device__ __forceinline__ float cp_async_wait_read(uint32_t saddr) {
+    float v;
+    asm volatile("cp.async.wait_all;\nld.shared.f32 %0, [%1];\n" : "=f"(v) : "r"(saddr) : "memory");
     return v;
 }
 
@@ -335,9 +365,10 @@ __device__ __forceinline__ void pack_p(const float (&Pf)[NS], uint32_t (&P)[NS /
 }
 
 /* Issue S = Q . K^T for one KV tile: D/32 k-steps of 32 bytes along each row (B3); k-steps 4..7
- * of D = 256 read the second column sub-tile (SUB_BYTES further: Q's and K's are the same size). */
-template <int D>
+ * of D = 256 read the second column sub-tile of Q and of K. */
+template <int D, int NC>
 __device__ __forceinline__ void issue_qk(uint32_t (&S)[KT / 2], uint64_t qdesc, uint64_t kdesc) {
+    using C = Cfg<D, NC>;
     /* The k-step descriptors of Q are loop-invariant; hoisted, they hold D/32 - 1 register pairs
      * through the main loop (a spill at D = 128). Laundering qdesc (asm volatile) recomputes them
      * per tile: a few integer adds. */
@@ -345,8 +376,9 @@ __device__ __forceinline__ void issue_qk(uint32_t (&S)[KT / 2], uint64_t qdesc, 
     wgmma_s8_ss_n128_first(S, qdesc, kdesc);
 #pragma unroll
     for (int ks = 1; ks < D / 32; ++ks) {
-        const int off = (ks / 4) * (int)(Cfg<D>::SUB_BYTES >> 4) + 2 * (ks % 4);
-        wgmma_s8_ss_n128_acc(S, qdesc + off, kdesc + off);
+        const int qoff = (ks / 4) * (int)(C::Q_SUB_BYTES >> 4) + 2 * (ks % 4);
+        const int koff = (ks / 4) * (int)(C::K_SUB_BYTES >> 4) + 2 * (ks % 4);
+        wgmma_s8_ss_n128_acc(S, qdesc + qoff, kdesc + koff);
     }
 }
 
@@ -390,14 +422,14 @@ template <int XP> __device__ __forceinline__ void pp_signal(int c) {
  * the quantizer's (brief §1.2, geometry.h), so Q8 and q_scale are bit-exact with the spec.
  * The 4 lanes of a quad own the same two rows (A4), each a quarter of the channels; the rows of a
  * per-thread group are exactly those two, so the group amax is a quad max (per-warp: a warp max;
- * per-block: the 8 consumer warps meet in shared memory). Rows >= nq and channels >= p.d are 0.
+ * per-block: the 4 NC consumer warps meet in shared memory). Rows >= nq and channels >= p.d are 0.
  * The scale is also written to p.q_scale (the workspace keeps every quantization scale).
- * Ends with the async-proxy fence and a barrier of both consumer warpgroups (C3): after it the
+ * Ends with the async-proxy fence and a barrier of the consumer warpgroups (C3): after it the
  * tile may be read by wgmma. */
-template <int D, typename InT>
+template <int D, int NC, typename InT>
 __device__ __forceinline__ float quantize_q_rows(const sage_sm90_params &p, uint32_t s_q, uint32_t s_red, int q0,
                                                  int rt, int warp, int lane) {
-    using C = Cfg<D>;
+    using C = Cfg<D, NC>;
     constexpr int CH = D / 4, NV = CH / 8;   /* channels of a row per lane, 8-channel vectors */
     const int qd = lane % 4, h = blockIdx.y, b = blockIdx.z;
     const sage_qk_groups gran = (sage_qk_groups)p.qk_gran;
@@ -437,9 +469,9 @@ __device__ __forceinline__ float quantize_q_rows(const sage_sm90_params &p, uint
         for (int off = 4; off < 32; off *= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
         if (gran == SAGE_QK_PER_BLOCK) {
             if (lane == 0) asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(s_red + 4 * warp), "f"(amax) : "memory");
-            named_sync<3, 256>();
+            named_sync<3, C::CONSUMERS>();
 #pragma unroll
-            for (int i = 0; i < 8; ++i) {
+            for (int i = 0; i < 4 * NC; ++i) {
                 float x;
                 asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(x) : "r"(s_red + 4 * i) : "memory");
                 amax = fmaxf(amax, x);
@@ -450,7 +482,7 @@ __device__ __forceinline__ float quantize_q_rows(const sage_sm90_params &p, uint
     const bool writer = gran == SAGE_QK_PER_THREAD ? qd == 0 : gran == SAGE_QK_PER_WARP ? lane == 0 : lane + warp == 0;
     if (writer) {
         const int64_t bh = (int64_t)b * p.heads_q + h;
-        p.q_scale[bh * p.n_q_groups + sage_q_group(SAGE_SM90_GEOMETRY, gran, q0 + rt)] = qs;
+        p.q_scale[bh * p.n_q_groups + sage_q_group(C::geometry(), gran, q0 + rt)] = qs;
     }
     /* 16 channels = one 16-byte chunk of a swizzled row: byte offset o of the unswizzled sub-tile
      * goes to o ^ (((o >> 7) & (span / 16 - 1)) << 4) (B2). */
@@ -469,13 +501,13 @@ __device__ __forceinline__ float quantize_q_rows(const sage_sm90_params &p, uint
             }
             const int col = qd * CH + 16 * u;   /* < D */
             const uint32_t o = (uint32_t)((rt + 8 * r) * C::QK_SWZ + col % C::QK_SWZ);
-            const uint32_t addr = s_q + (uint32_t)(col / C::QK_SWZ) * C::SUB_BYTES + (o ^ (((o >> 7) & (C::QK_SWZ / 16 - 1)) << 4));
+            const uint32_t addr = s_q + (uint32_t)(col / C::QK_SWZ) * C::Q_SUB_BYTES + (o ^ (((o >> 7) & (C::QK_SWZ / 16 - 1)) << 4));
             asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(w4[0]), "r"(w4[1]), "r"(w4[2]),
                          "r"(w4[3])
                          : "memory");
         }
     fence_proxy_async();
-    named_sync<3, 256>();
+    named_sync<3, C::CONSUMERS>();
     return qs;
 }
 
@@ -496,14 +528,14 @@ __device__ __forceinline__ int3 sreg_ctaid() {
 
 /* Epilogue of a consumer thread: o = O / l * vs (+ v_mean) for its rows g, g + 8 and its
  * columns below p.d; lse. l: the lane's share of the row sums (all of it on the quad's lane 0). */
-template <int D, typename OutT>
+template <int D, int NC, typename OutT>
 __device__ __forceinline__ void epilogue(const sage_sm90_params &p, const float (&O)[D / 2], float (&l)[2],
                                          const float (&m)[2]) {
     const int tid = sreg_tid();
     const int3 cta = sreg_ctaid();
     const int wg = tid / 128, t = tid - 128 * wg, lane = t % 32, qd = lane % 4;
     const int h = cta.y, b = cta.z, hk = h / p.group;
-    const int row0 = ((int)gridDim.x - 1 - cta.x) * CTA_Q + WG_Q * (wg - 1) + 16 * (t / 32) + lane / 4;
+    const int row0 = ((int)gridDim.x - 1 - cta.x) * Cfg<D, NC>::CTA_Q + WG_Q * (wg - 1) + 16 * (t / 32) + lane / 4;
     const int64_t bh = (int64_t)b * p.heads_q + h, bhk = (int64_t)b * p.heads_kv + hk;
     /* l of rows g and g + 8: the sum of the quad's partial sums */
 #pragma unroll
@@ -584,11 +616,12 @@ __device__ __forceinline__ void epilogue(const sage_sm90_params &p, const float 
     }
 }
 
-template <int D, bool CAUSAL, typename OutT, int XP>
-__global__ void __launch_bounds__(NTHREADS, 1)
+template <int D, int NC, bool CAUSAL, typename OutT, int XP>
+__global__ void __launch_bounds__(Cfg<D, NC>::NTHREADS, 1)
     attn_qk_int8_pv_fp8_sm90(const __grid_constant__ CUtensorMap tm_k, const __grid_constant__ CUtensorMap tm_v,
                              const __grid_constant__ sage_sm90_params p) {
-    using C = Cfg<D>;
+    using C = Cfg<D, NC>;
+    constexpr int CTA_Q = C::CTA_Q;
     constexpr int NS = KT / 2;         /* S registers per thread (m64 x KT tile, A4) */
     constexpr int XPP = XP | (C::PINGPONG ? 0 : XP_NO_PINGPONG);   /* ping-pong off where it loses */
     extern __shared__ uint8_t smem_raw[];
@@ -617,9 +650,9 @@ __global__ void __launch_bounds__(NTHREADS, 1)
     if (tid == 0) {
         for (int s = 0; s < C::STAGES; ++s) {
             mbar_init(bar_kf + 8 * s, 1);      /* the producer's arrive.expect_tx */
-            mbar_init(bar_ke + 8 * s, 8);      /* one arrive per consumer warp */
+            mbar_init(bar_ke + 8 * s, 4 * NC); /* one arrive per consumer warp */
             mbar_init(bar_vf + 8 * s, 1);
-            mbar_init(bar_ve + 8 * s, 8);
+            mbar_init(bar_ve + 8 * s, 4 * NC);
         }
         mbar_init_fence();
     }
@@ -641,7 +674,7 @@ __global__ void __launch_bounds__(NTHREADS, 1)
                 mbar_arrive_expect_tx(bar_kf + 8 * st, C::K_BYTES);
 #pragma unroll
                 for (int u = 0; u < C::SUBS; ++u)
-                    tma_load_2d(s_k + st * C::K_BYTES + u * C::SUB_BYTES, &tm_k, u * C::QK_SWZ, yk + j * KT,
+                    tma_load_2d(s_k + st * C::K_BYTES + u * C::K_SUB_BYTES, &tm_k, u * C::QK_SWZ, yk + j * KT,
                                 bar_kf + 8 * st);
                 mbar_wait(bar_ve + 8 * st, ph ^ 1u);
                 mbar_arrive_expect_tx(bar_vf + 8 * st, C::V_BYTES);
@@ -653,16 +686,16 @@ __global__ void __launch_bounds__(NTHREADS, 1)
     }
 
     /* ---------------- consumers ---------------- */
-    setmaxnreg_inc<240>();
-    const int c = wg - 1;              /* consumer warpgroup 0 / 1: rows 64c .. 64c+63 */
+    setmaxnreg_inc<C::CONSUMER_REGS>();
+    const int c = wg - 1;              /* consumer warpgroup 0 .. NC-1: rows 64c .. 64c+63 */
     const int t = tid - 128 * wg;
     const int w = t / 32, lane = t % 32, g = lane / 4, qd = lane % 4;
     const int row0 = q0 + WG_Q * c + 16 * w + g; /* this thread's rows: row0, row0 + 8 */
 
-    const sage_geometry geo = SAGE_SM90_GEOMETRY;
+    constexpr sage_geometry geo = C::geometry();
     const sage_qk_groups gran = (sage_qk_groups)p.qk_gran;
     const int64_t bhk = (int64_t)b * p.heads_kv + hk;
-    const float qs = quantize_q_rows<D, OutT>(p, s_q, sbase + C::OFF_RED, q0, row0 - q0, 4 * c + w, lane);
+    const float qs = quantize_q_rows<D, NC, OutT>(p, s_q, sbase + C::OFF_RED, q0, row0 - q0, 4 * c + w, lane);
     const float cs = p.sm_scale * LOG2E;  /* scores in base-2 units; S scale = (qs * ks) * cs */
     /* K scale of tile j: k_scale[ks_off + j * ks_step] (geometry.h: per-thread groups are
      * (tile, q), 4 per tile; per-block and per-warp one per tile). */
@@ -704,11 +737,11 @@ __global__ void __launch_bounds__(NTHREADS, 1)
         auto ks_addr = [&](int j) -> const float * { return p.k_scale + (ks_off + j * ks_step); };
         /* K scale of the next tile, loaded one iteration ahead by a load the compiler cannot sink
          * to its use (a plain load landed right before the softmax: its L2 latency showed as
-         * "long scoreboard" stalls). */
+         * "long scoreboard" stalls). NC = 3 stages them in shared memory instead. */
         float ks = *ks_addr(0);
-        float ks_next = ld_nc_f32(ks_addr(min(1, n_kv - 1)));
+        float ks_next = NC == 3 ? 0.f : ld_nc_f32(ks_addr(min(1, n_kv - 1)));
 
-        if constexpr (D <= 128) {
+        if constexpr (C::PIPELINED) {
             /* Pipelined: QK^T(j) and PV(j-1) issued together, softmax(j) overlaps PV(j-1); the
              * QK^T latency is exposed and covered by the other warpgroup (ping-pong). */
             float T[C::NT];
@@ -717,7 +750,7 @@ __global__ void __launch_bounds__(NTHREADS, 1)
             pp_wait<XPP>(c, true);
             mbar_wait(bar_kf, 0);
             wgmma_fence();
-            issue_qk<D>(S, qdesc, make_desc(s_k, C::QK_SWZ));
+            issue_qk<D, NC>(S, qdesc, make_desc(s_k, C::QK_SWZ));
             wgmma_commit();
             pp_signal<XPP>(c);
             wgmma_wait<0>();
@@ -737,7 +770,7 @@ __global__ void __launch_bounds__(NTHREADS, 1)
                 mbar_wait(bar_kf + 8 * st, ph);
                 reg_fence_arr(P);
                 wgmma_fence();
-                issue_qk<D>(S, qdesc, make_desc(s_k + st * C::K_BYTES, C::QK_SWZ));
+                issue_qk<D, NC>(S, qdesc, make_desc(s_k + st * C::K_BYTES, C::QK_SWZ));
                 wgmma_commit();
                 mbar_wait(bar_vf + 8 * pst, pph);
                 if (!(XP & XP_NO_PV)) issue_pv<D>(T, P, make_desc(s_v + pst * C::V_BYTES, C::V_SWZ));
@@ -781,6 +814,55 @@ __global__ void __launch_bounds__(NTHREADS, 1)
             }
             if (c == 0 && !(XPP & XP_NO_PINGPONG))
                 named_sync<1, 256>();           /* consume WG2's last hand-over (E6) */
+        } else if constexpr (NC == 3) {
+            /* S(j+1) issued right after T = P(j) V(j): its latency runs under T's and the fold;
+             * the last tile issues no S. Every register is taken while T and S(j+1) are in
+             * flight: the K scale of tile j+1 waits in shared memory (cp.async issued with
+             * S(j+1); a plain load before the softmax would expose its latency, a register held
+             * across T spilled). */
+            const uint32_t s_ks = sbase + C::OFF_KS + 4 * (tid - 128);
+            auto tile = [&](int j, auto has_next) {
+                const int st = j % C::STAGES;
+                const uint32_t ph = (uint32_t)(j / C::STAGES) & 1u;
+                wgmma_wait<0>();          /* S(j) ready */
+                const float ks_j = cp_async_wait_read(s_ks);
+                reg_fence_arr(S);
+                __syncwarp();
+                if (lane == 0) mbar_arrive(bar_ke + 8 * st);
+                float alpha[2];
+                softmax(j, (qs * ks_j) * cs, alpha);
+                pack_p<NS>(Pf, P);
+                float T[C::NT];
+                mbar_wait(bar_vf + 8 * st, ph);
+                reg_fence_arr(P);
+                wgmma_fence();
+                issue_pv<D>(T, P, make_desc(s_v + st * C::V_BYTES, C::V_SWZ));
+                wgmma_commit();
+                if constexpr (decltype(has_next)::value) {
+                    const int nst = (j + 1) % C::STAGES;
+                    cp_async_f32(s_ks, ks_addr(j + 1));
+                    mbar_wait(bar_kf + 8 * nst, (uint32_t)((j + 1) / C::STAGES) & 1u);
+                    issue_qk<D, NC>(S, qdesc, make_desc(s_k + nst * C::K_BYTES, C::QK_SWZ));
+                    wgmma_commit();
+                    wgmma_wait<1>();      /* T ready */
+                } else {
+                    wgmma_wait<0>();
+                }
+                reg_fence_arr(T);
+                reg_fence_arr(P);
+                __syncwarp();
+                if (lane == 0) mbar_arrive(bar_ve + 8 * st);
+                fold(O, T, 0, alpha);
+            };
+            cp_async_f32(s_ks, ks_addr(0));
+            mbar_wait(bar_kf, 0);
+            wgmma_fence();
+            issue_qk<D, NC>(S, qdesc, make_desc(s_k, C::QK_SWZ));
+            wgmma_commit();
+            /* the bound read from the parameters per tile (n_kv, kept live, was spilled) */
+            static_assert(!CAUSAL, "NC = 3 is built non-causal only: every CTA visits all KV tiles");
+            for (int j = 0; j + 1 < (p.nk + KT - 1) / KT; ++j) tile(j, std::true_type{});
+            tile(n_kv - 1, std::false_type{});
         } else {
             /* D = 256, one step after another: S(j), softmax(j), PV(j) over channels 0..127 into
              * a fresh T, fold, then channels 128..255, fold. No ping-pong: each
@@ -794,7 +876,7 @@ __global__ void __launch_bounds__(NTHREADS, 1)
                 }
                 mbar_wait(bar_kf + 8 * st, ph);
                 wgmma_fence();
-                issue_qk<D>(S, qdesc, make_desc(s_k + st * C::K_BYTES, C::QK_SWZ));
+                issue_qk<D, NC>(S, qdesc, make_desc(s_k + st * C::K_BYTES, C::QK_SWZ));
                 wgmma_commit();
                 wgmma_wait<0>();
                 reg_fence_arr(S);
@@ -831,7 +913,7 @@ __global__ void __launch_bounds__(NTHREADS, 1)
         }
     }
 
-    epilogue<D, OutT>(p, O, l, m);
+    epilogue<D, NC, OutT>(p, O, l, m);
 }
 
 /* ---------------- host side ---------------- */
@@ -867,44 +949,52 @@ static bool make_map(encode_tiled_fn enc, CUtensorMap *tm, const void *base, uin
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <int D, bool CAUSAL, typename OutT, int XP = 0>
+template <int D, int NC, bool CAUSAL, typename OutT, int XP = 0>
 static sage_status launch_t(const sage_sm90_params *p, const CUtensorMap &tk, const CUtensorMap &tv,
                             cudaStream_t stream, sage_msg msg) {
-    auto kern = attn_qk_int8_pv_fp8_sm90<D, CAUSAL, OutT, XP>;
-    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Cfg<D>::SMEM);
+    using C = Cfg<D, NC>;
+    auto kern = attn_qk_int8_pv_fp8_sm90<D, NC, CAUSAL, OutT, XP>;
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM);
     if (e != cudaSuccess)
         return sage_fail(msg, SAGE_ERR_CUDA, "sm90: cudaFuncSetAttribute: %s", cudaGetErrorString(e));
-    dim3 grid((unsigned)(p->nq_pad / CTA_Q), (unsigned)p->heads_q, (unsigned)p->batch);
-    kern<<<grid, NTHREADS, Cfg<D>::SMEM, stream>>>(tk, tv, *p);
+    dim3 grid((unsigned)(p->nq_pad / C::CTA_Q), (unsigned)p->heads_q, (unsigned)p->batch);
+    kern<<<grid, C::NTHREADS, C::SMEM, stream>>>(tk, tv, *p);
     e = cudaPeekAtLastError();
     if (e != cudaSuccess)
         return sage_fail(msg, SAGE_ERR_CUDA, "sm90 kernel launch: %s", cudaGetErrorString(e));
     return SAGE_OK;
 }
 
-template <int D>
+template <int D, int NC>
 static sage_status launch_d(const sage_sm90_params *p, bool bf16, const CUtensorMap &tk, const CUtensorMap &tv,
                             cudaStream_t stream, sage_msg msg) {
     const bool causal = p->causal != SAGE_CAUSAL_NONE;
 #ifdef SAGE_SM90_EXPERIMENTS
     if (D == 128 && p->flags && !causal && !bf16) {
         switch (p->flags) {
-        case 1: return launch_t<D, false, __half, 1>(p, tk, tv, stream, msg);
-        case 2: return launch_t<D, false, __half, 2>(p, tk, tv, stream, msg);
-        case 4: return launch_t<D, false, __half, 4>(p, tk, tv, stream, msg);
-        case 8: return launch_t<D, false, __half, 8>(p, tk, tv, stream, msg);
-        case 16: return launch_t<D, false, __half, 16>(p, tk, tv, stream, msg);
-        case 32: return launch_t<D, false, __half, 32>(p, tk, tv, stream, msg);
+        case 1: return launch_t<D, NC, false, __half, 1>(p, tk, tv, stream, msg);
+        case 2: return launch_t<D, NC, false, __half, 2>(p, tk, tv, stream, msg);
+        case 4: return launch_t<D, NC, false, __half, 4>(p, tk, tv, stream, msg);
+        case 8: return launch_t<D, NC, false, __half, 8>(p, tk, tv, stream, msg);
+        case 16: return launch_t<D, NC, false, __half, 16>(p, tk, tv, stream, msg);
+        case 32: return launch_t<D, NC, false, __half, 32>(p, tk, tv, stream, msg);
         default: break;
         }
     }
 #endif
-    if (bf16) {
-        if (causal) return launch_t<D, true, __nv_bfloat16>(p, tk, tv, stream, msg);
-        return launch_t<D, false, __nv_bfloat16>(p, tk, tv, stream, msg);
+    if constexpr (NC == 3) {
+        /* measured no faster than two warpgroups with causal masking (docs/perf-log.md) */
+        if (causal) return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: the 192-row kernel is non-causal only");
+        if (bf16) return launch_t<D, NC, false, __nv_bfloat16>(p, tk, tv, stream, msg);
+        return launch_t<D, NC, false, __half>(p, tk, tv, stream, msg);
+    } else {
+        if (bf16) {
+            if (causal) return launch_t<D, NC, true, __nv_bfloat16>(p, tk, tv, stream, msg);
+            return launch_t<D, NC, false, __nv_bfloat16>(p, tk, tv, stream, msg);
+        }
+        if (causal) return launch_t<D, NC, true, __half>(p, tk, tv, stream, msg);
+        return launch_t<D, NC, false, __half>(p, tk, tv, stream, msg);
     }
-    if (causal) return launch_t<D, true, __half>(p, tk, tv, stream, msg);
-    return launch_t<D, false, __half>(p, tk, tv, stream, msg);
 }
 
 }  // namespace sage_sm90
@@ -914,16 +1004,18 @@ int sage_sm90_padded_head_dim(int64_t d) {
     return d <= 64 ? 64 : d <= 128 ? 128 : 256;
 }
 
-sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int bf16, const void *k8, const void *v8,
-                             cudaStream_t stream, sage_msg msg) {
+sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int cta_q, int bf16, const void *k8,
+                             const void *v8, cudaStream_t stream, sage_msg msg) {
     using namespace sage_sm90;
     if (d_pad != 64 && d_pad != 128 && d_pad != 256)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: padded head_dim %d not 64, 128 or 256", d_pad);
+    if (cta_q != 128 && !(cta_q == 192 && d_pad == 64))
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: no %d-row CTA at padded head_dim %d", cta_q, d_pad);
     if (p->d < 1 || p->d > d_pad)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: head_dim %d outside 1..%d", p->d, d_pad);
     encode_tiled_fn enc = get_encode();
     if (!enc) return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: cuTensorMapEncodeTiled unavailable");
-    if (p->nq_pad % CTA_Q || p->nk_pad % KT)
+    if (p->nq_pad % cta_q || p->nk_pad % KT)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: workspace not padded to the tiles");
     /* TMA coordinates are int32: rows of the 2-D views stay below 2^31 (and the Q rows, as the
      * selection bounds them). */
@@ -943,7 +1035,10 @@ sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int bf16, con
         !make_map(enc, &tv, v8, (uint64_t)p->nk_pad, (uint64_t)v_rows, (uint32_t)KT, (uint32_t)d_pad,
                   CU_TENSOR_MAP_SWIZZLE_128B))
         return sage_fail(msg, SAGE_ERR_CUDA, "sm90: cuTensorMapEncodeTiled failed");
-    if (d_pad == 64) return launch_d<64>(p, bf16, tk, tv, stream, msg);
-    if (d_pad == 128) return launch_d<128>(p, bf16, tk, tv, stream, msg);
-    return launch_d<256>(p, bf16, tk, tv, stream, msg);
+    if (d_pad == 64) {
+        if (cta_q == 192) return launch_d<64, 3>(p, bf16, tk, tv, stream, msg);
+        return launch_d<64, 2>(p, bf16, tk, tv, stream, msg);
+    }
+    if (d_pad == 128) return launch_d<128, 2>(p, bf16, tk, tv, stream, msg);
+    return launch_d<256, 2>(p, bf16, tk, tv, stream, msg);
 }

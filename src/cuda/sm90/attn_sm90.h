@@ -10,14 +10,13 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-/* The tile geometry of the kernel (geometry.h SAGE_SM90_GEOMETRY): a CTA owns 128 query rows,
- * two consumer warpgroups of 64 rows each (one m64 wgmma tile per warpgroup), so the 8 consumer
- * warps own the 8 16-row slabs: warps_q = 8 (slab s -> warp s % 8). KV tiles and K scale blocks
- * of 128 keys. The geometry drives the quantizer's scale groups, so the library uses one
- * value. */
-#define SAGE_SM90_CTA_Q 128
+/* The tile geometries of the kernel (geometry.h): a CTA owns 64 query rows per consumer
+ * warpgroup (one m64 wgmma tile each), so its consumer warps own its 16-row slabs one each
+ * (slab s -> warp s). SAGE_SM90_GEOMETRY: two consumer warpgroups, 128 rows, 8 warps, every head
+ * dim; SAGE_SM90_Q192_GEOMETRY: three, 192 rows, 12 warps, head dims <= 64, non-causal. KV tiles and K scale
+ * blocks of 128 keys in both. The geometry drives the quantizer's scale groups, so a kernel
+ * descriptor has one. */
 #define SAGE_SM90_CTA_K 128
-#define SAGE_SM90_WARPS_Q 8
 
 typedef struct sage_sm90_params {
     int batch, heads_q, heads_kv, group;   /* group = heads_q / heads_kv */
@@ -45,11 +44,12 @@ typedef struct sage_sm90_params {
                                               SAGE_SM90_EXPERIMENTS): XP variant; library: 0 */
 } sage_sm90_params;
 
-/* Launch on `stream`: Q from p->q (quantized by the kernel, scales written to p->q_scale);
+/* Launch on `stream` the kernel of CTA height cta_q (128: two consumer warpgroups, any d_pad;
+ * 192: three, d_pad 64, non-causal only): Q from p->q (quantized by the kernel, scales written to p->q_scale);
  * k8 [B*Hkv*nk_pad, d_pad] int8 rows; v8 e4m3 [B*Hkv*d_pad, nk_pad] (sage_vt_offset order),
  * channels from p->d on zero (the quantizer's padding). bf16: q and o dtype. No allocation, no
  * synchronisation. */
-sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int bf16, const void *k8, const void *v8,
-                             cudaStream_t stream, sage_msg msg);
+sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int cta_q, int bf16, const void *k8,
+                             const void *v8, cudaStream_t stream, sage_msg msg);
 
 #endif

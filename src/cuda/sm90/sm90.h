@@ -14,13 +14,19 @@ extern "C" {
 #endif
 
 #define SAGE_SM90_KERNEL_NAME "cuda_sm90_wgmma"
+#define SAGE_SM90_Q192_KERNEL_NAME "cuda_sm90_wgmma_q192"
 
-/* INT8 QK^T + FP8 PV on wgmma, TMA, warp-specialised ping-pong (attn_qk_int8_pv_fp8_sm90.cu).
+/* INT8 QK^T + FP8 PV on wgmma, TMA, warp-specialised (attn_qk_int8_pv_fp8_sm90.cu).
  * Geometry SAGE_SM90_GEOMETRY (geometry.h): each of the two consumer warpgroups owns 64 rows,
- * 128-key tiles. Head dims 1..256, run as 64, 128 or 256 (zero-padded). */
+ * 128-key tiles. Head dims 1..256, run as 64, 128 or 256 (zero-padded); selected where the
+ * 192-row one below does not run. */
 extern const sage_kernel sage_sm90_kernel;
 
-/* SAGE_OK and *kernel = &sage_sm90_kernel when the Hopper kernel runs p; else
+/* The same kernel with three consumer warpgroups (SAGE_SM90_Q192_GEOMETRY: 192-row CTAs); head
+ * dims 1..64 (run as 64), non-causal only; selected there. */
+extern const sage_kernel sage_sm90_q192_kernel;
+
+/* SAGE_OK and *kernel = the Hopper kernel descriptor when it runs p; else
  * SAGE_ERR_UNSUPPORTED (or SAGE_ERR_HEAD_DIM) with the reason: 16-bit PV, head_dim above 256,
  * smooth Q, sizes beyond the kernel's 32-bit grid/TMA coordinates. */
 sage_status sage_sm90_select(sage_problem *p, const sage_kernel **kernel, sage_msg msg);

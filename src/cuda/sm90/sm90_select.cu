@@ -11,9 +11,13 @@
 namespace {
 
 constexpr sage_geometry kGeometry = SAGE_SM90_GEOMETRY;
-static_assert(kGeometry.cta_q == SAGE_SM90_CTA_Q && kGeometry.cta_k == SAGE_SM90_CTA_K &&
-                  kGeometry.warps_q == SAGE_SM90_WARPS_Q,
-              "geometry.h and the kernel's tiles agree");
+constexpr sage_geometry kGeometryQ192 = SAGE_SM90_Q192_GEOMETRY;
+static_assert(kGeometry.cta_k == SAGE_SM90_CTA_K && kGeometryQ192.cta_k == SAGE_SM90_CTA_K,
+              "geometry.h and the kernel's KV tiles agree");
+
+/* Whether the 192-row kernel runs these arguments: three consumer warpgroups fit their registers
+ * only at head dims <= 64, and with causal masking they measured no faster than two. */
+bool q192_runs(const sage_args *a) { return sage_sm90_padded_head_dim(a->head_dim) == 64 && !a->causal; }
 
 size_t sm90_workspace(const sage_kernel *k, const sage_problem *p) {
     sage_cuda_quant_layout L;
@@ -30,6 +34,8 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     const int d_pad = sage_sm90_padded_head_dim(a->head_dim);
     if (p->pv != SAGE_PV_FP8 || !d_pad || p->smooth_q)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: FP8 PV, head_dim <= 256, no smooth Q only", k->name);
+    if (k->geometry.cta_q == 192 && !q192_runs(a))
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: head_dim <= 64 and non-causal only", k->name);
     sage_cuda_quant_layout L;
     sage_cuda_kernel_quant_layout(k, p, &L);
 
@@ -72,7 +78,7 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     if (sage_status s = sage_cuda_device_enter(a->device_ordinal, &scope, msg)) return s;
     sage_status s = sage_cuda_quantize(p, k->geometry, &L, ws, stream, msg);
     if (s == SAGE_OK)
-        s = sage_sm90_launch(&P, d_pad, a->dtype == SAGE_DTYPE_BF16, w + L.off_k8, w + L.off_v8,
+        s = sage_sm90_launch(&P, d_pad, k->geometry.cta_q, a->dtype == SAGE_DTYPE_BF16, w + L.off_k8, w + L.off_v8,
                              static_cast<cudaStream_t>(stream), msg);
     sage_cuda_device_leave(&scope);
     return s;
@@ -82,6 +88,8 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
 
 extern "C" const sage_kernel sage_sm90_kernel = {SAGE_SM90_KERNEL_NAME, SAGE_DEVICE_CUDA, kGeometry, sm90_workspace,
                                                  sm90_run};
+extern "C" const sage_kernel sage_sm90_q192_kernel = {SAGE_SM90_Q192_KERNEL_NAME, SAGE_DEVICE_CUDA, kGeometryQ192,
+                                                      sm90_workspace, sm90_run};
 
 extern "C" sage_status sage_sm90_select(sage_problem *p, const sage_kernel **kernel, sage_msg msg) {
     *kernel = nullptr;
@@ -97,14 +105,16 @@ extern "C" sage_status sage_sm90_select(sage_problem *p, const sage_kernel **ker
                          (long long)a->head_dim);
     if (p->smooth_q)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: smooth Q is not implemented on the Hopper kernel");
+    /* Head dims <= 64 without causal masking: 192-row CTAs of three consumer warpgroups. */
+    const sage_kernel *k = q192_runs(a) ? &sage_sm90_q192_kernel : &sage_sm90_kernel;
     /* 32-bit limits: grid y/z, TMA row coordinates (rows of the 2-D views < 2^31), int lengths. */
-    const int64_t nq_pad = sage_round_up(a->seqlen_q, SAGE_SM90_CTA_Q);
+    const int64_t nq_pad = sage_round_up(a->seqlen_q, k->geometry.cta_q);
     const int64_t nk_pad = sage_round_up(a->seqlen_kv, SAGE_SM90_CTA_K);
-    if (a->batch > 65535 || a->heads_q > 65535 || nq_pad / SAGE_SM90_CTA_Q > INT32_MAX ||
+    if (a->batch > 65535 || a->heads_q > 65535 || nq_pad / k->geometry.cta_q > INT32_MAX ||
         a->batch * a->heads_q * nq_pad >= ((int64_t)1 << 31) || a->batch * a->heads_kv * nk_pad >= ((int64_t)1 << 31) ||
         a->batch * a->heads_kv * sage_sm90_padded_head_dim(a->head_dim) >= ((int64_t)1 << 31) ||
         a->seqlen_q > INT32_MAX / 2 || a->seqlen_kv > INT32_MAX / 2)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: problem too large for the kernel's 32-bit coordinates");
-    *kernel = &sage_sm90_kernel;
+    *kernel = k;
     return SAGE_OK;
 }
