@@ -238,7 +238,7 @@ static int run_case(const Case &cs_in, int flags = 0) {
     p.d = D; p.flags = flags;
     char buf[256] = {0};
     sage_msg msg = {buf, sizeof buf};
-    sage_status st = sage_sm90_launch(&p, D, bf16, d_k8, d_v8, 0, msg);
+    sage_status st = sage_sm90_launch(&p, D, 128, bf16, d_k8, d_v8, 0, msg);
     if (st != SAGE_OK) { printf("%s: launch failed: %s\n", cs.name, buf); return 1; }
     CK(cudaDeviceSynchronize());
     std::vector<uint16_t> o(o_elems);
@@ -418,12 +418,12 @@ static void time_shape(int B, int H, int N, int D, int causal, int flags = 0, in
     sage_msg msg = {buf, sizeof buf};
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1));
-    for (int i = 0; i < 3; ++i) sage_sm90_launch(&p, D, 0, k8, v8, 0, msg);
+    for (int i = 0; i < 3; ++i) sage_sm90_launch(&p, D, 128, 0, k8, v8, 0, msg);
     CK(cudaDeviceSynchronize());
     std::vector<float> ts;
     for (int i = 0; i < iters; ++i) {
         CK(cudaEventRecord(e0));
-        sage_sm90_launch(&p, D, 0, k8, v8, 0, msg);
+        sage_sm90_launch(&p, D, 128, 0, k8, v8, 0, msg);
         CK(cudaEventRecord(e1));
         CK(cudaEventSynchronize(e1));
         float ms;
