@@ -60,8 +60,14 @@ static void check_geometry(sage_geometry geo) {
             int32_t *qg = (int32_t *)malloc((size_t)nq * sizeof(int32_t));
             int32_t *kg = (int32_t *)malloc((size_t)nk * sizeof(int32_t));
             int64_t rows[64];
-            int32_t seen[64];
+            int32_t seen[8 * 32]; /* one group per thread of up to 32 warps */
             int n_seen = 0;
+            if (geo.warps_q > 32 || geo.cta_q > 512) {
+                CHECK_MSG(0, "geometry too large for this test's arrays");
+                free(qg);
+                free(kg);
+                return;
+            }
             sage_spec_maps m;
             sage_spec_maps_fill(&m, geo, gran, nq, nk, qg, kg);
             for (int w = 0; w < geo.warps_q; w++)
