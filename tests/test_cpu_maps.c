@@ -114,8 +114,10 @@ TEST(cpu_group_maps_match_fragment_layout) {
     sage_geometry wide = {128, 64, 8, 0};    /* one slab per warp over 128 rows */
     sage_geometry split = sage_cpu_geometry(); /* 64-key K scale blocks in 128-key tiles */
     sage_geometry q192 = SAGE_SM90_Q192_GEOMETRY; /* three warpgroups: 12 warps, one slab each */
+    sage_geometry q64 = SAGE_SM90_Q64_GEOMETRY;   /* one warpgroup: 4 warps, one slab each */
     check_geometry(split);
     check_geometry(q192);
+    check_geometry(q64);
     check_geometry(hopper);
     check_geometry(mma);
     check_geometry(wide);

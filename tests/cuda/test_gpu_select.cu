@@ -58,19 +58,22 @@ TEST(gpu_select_plan) {
     else CHECK_MSG(st == SAGE_OK && !strcmp(plan.kernel, "cuda_sm90_wgmma"), "D256 on sm_90: %d %s", (int)st, msg);
     b.head_dim = 257;
     CHECK_EQ_INT(sage_supported(&b, &plan, msg, sizeof msg), SAGE_ERR_HEAD_DIM);
-    /* on sm_90, head dims up to 64 without causal masking run the three-warpgroup (192-row)
-     * Hopper kernel, everything else the two-warpgroup one */
+    /* on sm_90, head dims up to 64 run the one-warpgroup (64-row) Hopper kernel with causal
+     * masking or up to 8192 keys and the three-warpgroup (192-row) one above; larger head dims the
+     * two-warpgroup one */
     if (cc == 90) {
-        const struct { int64_t d; sage_causal causal; const char *kernel; } want[] = {
-            {40, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q192"}, {64, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q192"},
-            {64, SAGE_CAUSAL_TOP_LEFT, "cuda_sm90_wgmma"}, {65, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma"},
-            {128, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma"}};
+        const struct { int64_t d, nk; sage_causal causal; const char *kernel; } want[] = {
+            {40, 100, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q64"}, {64, 8192, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q64"},
+            {64, 8193, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q192"}, {64, 20000, SAGE_CAUSAL_TOP_LEFT, "cuda_sm90_wgmma_q64"},
+            {65, 100, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma"}, {128, 20000, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma"}};
         for (const auto &w : want) {
             sage_args e = cuda_args(w.d);
+            e.seqlen_kv = w.nk;
+            sage_set_contiguous_bhnd(&e);
             e.causal = w.causal;
             st = sage_supported(&e, &plan, msg, sizeof msg);
-            CHECK_MSG(st == SAGE_OK && !strcmp(plan.kernel, w.kernel), "D%lld causal %d on sm_90: %d %s (want %s)",
-                      (long long)w.d, (int)w.causal, (int)st, st == SAGE_OK ? plan.kernel : msg, w.kernel);
+            CHECK_MSG(st == SAGE_OK && !strcmp(plan.kernel, w.kernel), "D%lld Nk%lld causal %d on sm_90: %d %s (want %s)",
+                      (long long)w.d, (long long)w.nk, (int)w.causal, (int)st, st == SAGE_OK ? plan.kernel : msg, w.kernel);
         }
     }
     /* device out of range */

@@ -1,12 +1,13 @@
 /* Hopper (sm90a) attention: INT8 QK^T and FP8 PV on wgmma, tiles by TMA, warp-specialised.
  *
- * CTA = 1 + NC warpgroups (__launch_bounds__(128 (1 + NC), 1) so setmaxnreg works: F2):
+ * CTA = 1 + NC warpgroups (__launch_bounds__(128 (1 + NC), CTAS_PER_SM) so setmaxnreg works: F2):
  *   WG0  producer: one thread issues every TMA load (K and V tiles into a ring of STAGES buffers
  *        guarded by full/empty mbarriers, E5); setmaxnreg.dec 24.
  *   WG1..NC consumers: each owns 64 of the CTA's 64 NC query rows (one m64 wgmma tile). NC = 2
  *        (128 rows): setmaxnreg.inc 240 (24 + 2 x 240 = 504 = 3 x 168, F3). NC = 3 (192 rows,
- *        D = 64, non-causal only): 160 (24 + 3 x 160 = 504 <= 4 x 128): three warps per
- *        scheduler instead of two. The consumers quantize their Q rows
+ *        D = 64): 160 (24 + 3 x 160 = 504 <= 4 x 128): three warps per scheduler instead of two.
+ *        NC = 1 (64 rows, D = 64): 232 (24 + 232 = 256 = 2 x 128), two CTAs per SM, whose
+ *        fixed work (prologue, pipeline fill, epilogue) overlaps. The consumers quantize their Q rows
  *        themselves (prologue: raw q -> INT8 in the swizzled smem tile, the pinned recipe), so Q
  *        needs no pass of its own before the kernel.
  * Head dims 64, 128, 256 (the template D; other D <= 256 run padded to the next of these: the
@@ -69,14 +70,16 @@ constexpr int XP_POLY_HALF = 32;    /* exp2 of 1 in 2 scores by the polynomial *
 
 template <int D, int NC> struct Cfg {
     static_assert(D == 64 || D == 128 || D == 256, "D must be 64, 128 or 256");
-    static_assert(NC == 2 || (NC == 3 && D == 64), "three consumer warpgroups only at D = 64 (registers)");
+    static_assert(NC == 2 || (NC != 2 && D == 64), "one or three consumer warpgroups only at D = 64");
     static constexpr int CTA_Q = WG_Q * NC;                 /* query rows per CTA */
     static constexpr int CONSUMERS = 128 * NC;              /* consumer threads */
     static constexpr int NTHREADS = 128 + CONSUMERS;
-    /* Registers per consumer thread after setmaxnreg: the launch pool is 65536 / NTHREADS per
-     * thread (168 or 128), the producer keeps 24 (F3). */
-    static constexpr int CONSUMER_REGS = NC == 2 ? 240 : 160;
-    static_assert(24 * 128 + CONSUMER_REGS * CONSUMERS <= 65536, "register pool");
+    /* CTAs per SM: two of one consumer warpgroup (their fixed phases overlap), else one. */
+    static constexpr int CTAS_PER_SM = NC == 1 ? 2 : 1;
+    /* Registers per consumer thread after setmaxnreg: the launch pool is 65536 / (NTHREADS x
+     * CTAS_PER_SM) per thread (168 or 128), the producer keeps 24 (F3). */
+    static constexpr int CONSUMER_REGS = NC == 2 ? 240 : NC == 3 ? 160 : 232;
+    static_assert((24 * 128 + CONSUMER_REGS * CONSUMERS) * CTAS_PER_SM <= 65536, "register pool");
     static constexpr sage_geometry geometry() { return {CTA_Q, KT, 4 * NC, 0}; }
     /* Stages of the K/V ring: 4 x 16 KB (D = 64), 3 x 32 KB (128), 2 x 64 KB (256). One CTA per
      * SM (all registers), so shared memory does not limit residency; stages only add prefetch
@@ -112,7 +115,7 @@ template <int D, int NC> struct Cfg {
     static constexpr bool PINGPONG = D == 64 && NC == 2;
     /* S(j) and T(j-1) in flight together (64 + NT registers beside O) fits 240 registers at
      * D <= 128 with NC = 2; NC = 3 and D = 256 have schedules of their own (see the top). */
-    static constexpr bool PIPELINED = D <= 128 && NC == 2;
+    static constexpr bool PIPELINED = D <= 128 && NC <= 2;
     /* Partial maxima / sums per row in the softmax (ILP against register pressure). Measured per
      * instance against 8 (session 3, one call): 4 is 1-8 % faster everywhere except D = 64
      * causal, where 8 is 5-7 % faster from N = 4K (code generation, not arithmetic); NC = 3:
@@ -617,7 +620,7 @@ __device__ __forceinline__ void epilogue(const sage_sm90_params &p, const float 
 }
 
 template <int D, int NC, bool CAUSAL, typename OutT, int XP>
-__global__ void __launch_bounds__(Cfg<D, NC>::NTHREADS, 1)
+__global__ void __launch_bounds__(Cfg<D, NC>::NTHREADS, Cfg<D, NC>::CTAS_PER_SM)
     attn_qk_int8_pv_fp8_sm90(const __grid_constant__ CUtensorMap tm_k, const __grid_constant__ CUtensorMap tm_v,
                              const __grid_constant__ sage_sm90_params p) {
     using C = Cfg<D, NC>;
@@ -1009,7 +1012,7 @@ sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int cta_q, in
     using namespace sage_sm90;
     if (d_pad != 64 && d_pad != 128 && d_pad != 256)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: padded head_dim %d not 64, 128 or 256", d_pad);
-    if (cta_q != 128 && !(cta_q == 192 && d_pad == 64))
+    if (cta_q != 128 && d_pad != 64)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: no %d-row CTA at padded head_dim %d", cta_q, d_pad);
     if (p->d < 1 || p->d > d_pad)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: head_dim %d outside 1..%d", p->d, d_pad);
@@ -1037,6 +1040,7 @@ sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int cta_q, in
         return sage_fail(msg, SAGE_ERR_CUDA, "sm90: cuTensorMapEncodeTiled failed");
     if (d_pad == 64) {
         if (cta_q == 192) return launch_d<64, 3>(p, bf16, tk, tv, stream, msg);
+        if (cta_q == 64) return launch_d<64, 1>(p, bf16, tk, tv, stream, msg);
         return launch_d<64, 2>(p, bf16, tk, tv, stream, msg);
     }
     if (d_pad == 128) return launch_d<128, 2>(p, bf16, tk, tv, stream, msg);

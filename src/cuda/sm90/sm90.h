@@ -23,8 +23,13 @@ extern "C" {
 extern const sage_kernel sage_sm90_kernel;
 
 /* The same kernel with three consumer warpgroups (SAGE_SM90_Q192_GEOMETRY: 192-row CTAs); head
- * dims 1..64 (run as 64), non-causal only; selected there. */
+ * dims 1..64 (run as 64), non-causal only; selected there above 8192 keys. */
 extern const sage_kernel sage_sm90_q192_kernel;
+
+/* One consumer warpgroup (SAGE_SM90_Q64_GEOMETRY: 64-row CTAs, two per SM); head dims 1..64;
+ * selected there with causal masking or up to 8192 keys. */
+extern const sage_kernel sage_sm90_q64_kernel;
+#define SAGE_SM90_Q64_KERNEL_NAME "cuda_sm90_wgmma_q64"
 
 /* SAGE_OK and *kernel = the Hopper kernel descriptor when it runs p; else
  * SAGE_ERR_UNSUPPORTED (or SAGE_ERR_HEAD_DIM) with the reason: 16-bit PV, head_dim above 256,

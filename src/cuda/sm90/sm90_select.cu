@@ -12,12 +12,22 @@ namespace {
 
 constexpr sage_geometry kGeometry = SAGE_SM90_GEOMETRY;
 constexpr sage_geometry kGeometryQ192 = SAGE_SM90_Q192_GEOMETRY;
+constexpr sage_geometry kGeometryQ64 = SAGE_SM90_Q64_GEOMETRY;
 static_assert(kGeometry.cta_k == SAGE_SM90_CTA_K && kGeometryQ192.cta_k == SAGE_SM90_CTA_K,
               "geometry.h and the kernel's KV tiles agree");
 
 /* Whether the 192-row kernel runs these arguments: three consumer warpgroups fit their registers
  * only at head dims <= 64, and with causal masking they measured no faster than two. */
 bool q192_runs(const sage_args *a) { return sage_sm90_padded_head_dim(a->head_dim) == 64 && !a->causal; }
+
+/* The Hopper kernel for these arguments. Head dims <= 64: the 64-row CTAs (two per SM) where the
+ * fixed work per CTA weighs (causal masking, up to 8192 keys), else the 192-row ones; measured
+ * (docs/perf-log.md, session 5): 64-row against 192-row +12 / +10 / +3.5 / 0 / -2 % at 1K / 4K /
+ * 8K / 16K / 32K keys, against 128-row with causal masking +3..+10 % at every length. */
+const sage_kernel *sm90_kernel_for(const sage_args *a) {
+    if (sage_sm90_padded_head_dim(a->head_dim) != 64) return &sage_sm90_kernel;
+    return a->causal || a->seqlen_kv <= 8192 ? &sage_sm90_q64_kernel : &sage_sm90_q192_kernel;
+}
 
 size_t sm90_workspace(const sage_kernel *k, const sage_problem *p) {
     sage_cuda_quant_layout L;
@@ -34,6 +44,8 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     const int d_pad = sage_sm90_padded_head_dim(a->head_dim);
     if (p->pv != SAGE_PV_FP8 || !d_pad || p->smooth_q)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: FP8 PV, head_dim <= 256, no smooth Q only", k->name);
+    if (k->geometry.cta_q == 64 && d_pad != 64)
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: head_dim <= 64 only", k->name);
     if (k->geometry.cta_q == 192 && !q192_runs(a))
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: head_dim <= 64 and non-causal only", k->name);
     sage_cuda_quant_layout L;
@@ -90,6 +102,8 @@ extern "C" const sage_kernel sage_sm90_kernel = {SAGE_SM90_KERNEL_NAME, SAGE_DEV
                                                  sm90_run};
 extern "C" const sage_kernel sage_sm90_q192_kernel = {SAGE_SM90_Q192_KERNEL_NAME, SAGE_DEVICE_CUDA, kGeometryQ192,
                                                       sm90_workspace, sm90_run};
+extern "C" const sage_kernel sage_sm90_q64_kernel = {SAGE_SM90_Q64_KERNEL_NAME, SAGE_DEVICE_CUDA, kGeometryQ64,
+                                                     sm90_workspace, sm90_run};
 
 extern "C" sage_status sage_sm90_select(sage_problem *p, const sage_kernel **kernel, sage_msg msg) {
     *kernel = nullptr;
@@ -105,8 +119,7 @@ extern "C" sage_status sage_sm90_select(sage_problem *p, const sage_kernel **ker
                          (long long)a->head_dim);
     if (p->smooth_q)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: smooth Q is not implemented on the Hopper kernel");
-    /* Head dims <= 64 without causal masking: 192-row CTAs of three consumer warpgroups. */
-    const sage_kernel *k = q192_runs(a) ? &sage_sm90_q192_kernel : &sage_sm90_kernel;
+    const sage_kernel *k = sm90_kernel_for(a);
     /* 32-bit limits: grid y/z, TMA row coordinates (rows of the 2-D views < 2^31), int lengths. */
     const int64_t nq_pad = sage_round_up(a->seqlen_q, k->geometry.cta_q);
     const int64_t nk_pad = sage_round_up(a->seqlen_kv, SAGE_SM90_CTA_K);
