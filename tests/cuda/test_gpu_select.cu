@@ -69,6 +69,9 @@ TEST(gpu_select_plan) {
         for (const auto &w : want) {
             sage_args e = cuda_args(w.d);
             e.seqlen_kv = w.nk;
+            /* fake pointers far enough apart for 20000 keys */
+            e.q = (void *)0x10000000000; e.k = (void *)0x20000000000; e.v = (void *)0x30000000000;
+            e.o = (void *)0x40000000000;
             sage_set_contiguous_bhnd(&e);
             e.causal = w.causal;
             st = sage_supported(&e, &plan, msg, sizeof msg);
