@@ -32,7 +32,8 @@ typedef struct sage_geometry {
 
 /* The Hopper kernel's geometries (src/cuda/sm90): 128-row CTAs whose 8 consumer warps (two
  * warpgroups) own one 16-row slab each, 128-key KV tiles and K scale blocks; at head dims <= 64
- * also 192-row CTAs of three consumer warpgroups (12 warps) and 64-row CTAs of one (4 warps).
+ * also 192-row CTAs of three consumer warpgroups (12 warps) and 64-row CTAs of one (4 warps),
+ * which also run head dims <= 128 without causal masking.
  * Defined here so that the CPU tests hold the specification to the accuracy budgets in these
  * geometries as well. */
 #define SAGE_SM90_GEOMETRY {128, 128, 8, 0}

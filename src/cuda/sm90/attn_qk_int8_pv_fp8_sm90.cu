@@ -6,7 +6,7 @@
  *   WG1..NC consumers: each owns 64 of the CTA's 64 NC query rows (one m64 wgmma tile). NC = 2
  *        (128 rows): setmaxnreg.inc 240 (24 + 2 x 240 = 504 = 3 x 168, F3). NC = 3 (192 rows,
  *        D = 64): 160 (24 + 3 x 160 = 504 <= 4 x 128): three warps per scheduler instead of two.
- *        NC = 1 (64 rows, D = 64): 232 (24 + 232 = 256 = 2 x 128), two CTAs per SM, whose
+ *        NC = 1 (64 rows, D <= 128): 232 (24 + 232 = 256 = 2 x 128), two CTAs per SM, whose
  *        fixed work (prologue, pipeline fill, epilogue) overlaps. The consumers quantize their Q rows
  *        themselves (prologue: raw q -> INT8 in the swizzled smem tile, the pinned recipe), so Q
  *        needs no pass of its own before the kernel.
@@ -22,8 +22,8 @@
  * At D = 64 with NC = 2 the two consumer warpgroups take turns issuing (named barriers 1 and 2, E6)
  * so one's softmax runs while the tensor cores work on the other's matrices; otherwise they run
  * freely (measured faster at D = 128, Cfg::PINGPONG). NC = 3 (D = 64) does not fit that schedule
- * in 160 registers: per tile it runs softmax(j), issues T = P(j) V(j) and then S(j+1), folds T
- * while S(j+1) is computed. D = 256 does not fit either in 240 (O alone is 128): per tile it runs
+ * in 160 registers, nor NC = 1 at D = 128 in 232: per tile they run softmax(j), issue
+ * T = P(j) V(j) and then S(j+1), and fold T while S(j+1) is computed (non-causal only). D = 256 does not fit either in 240 (O alone is 128): per tile it runs
  * S(j), softmax(j), then PV in two halves of 128 channels, each folded into O before the next is
  * issued; the other warpgroup fills the gaps.
  *
@@ -70,7 +70,8 @@ constexpr int XP_POLY_HALF = 32;    /* exp2 of 1 in 2 scores by the polynomial *
 
 template <int D, int NC> struct Cfg {
     static_assert(D == 64 || D == 128 || D == 256, "D must be 64, 128 or 256");
-    static_assert(NC == 2 || (NC != 2 && D == 64), "one or three consumer warpgroups only at D = 64");
+    static_assert(NC == 2 || (NC == 1 && D <= 128) || (NC == 3 && D == 64),
+                  "one consumer warpgroup at D <= 128, three at D = 64 (registers)");
     static constexpr int CTA_Q = WG_Q * NC;                 /* query rows per CTA */
     static constexpr int CONSUMERS = 128 * NC;              /* consumer threads */
     static constexpr int NTHREADS = 128 + CONSUMERS;
@@ -105,7 +106,7 @@ template <int D, int NC> struct Cfg {
     /* per consumer thread (NC = 3): the K scale of its next tile, copied by cp.async */
     static constexpr uint32_t OFF_KS = OFF_RED + 4 * (4 * NC);
     /* +1024: dynamic smem is only 16-B aligned; swizzled tiles need 1024-B alignment (D6). */
-    static constexpr uint32_t SMEM = OFF_KS + (NC == 3 ? 4 * CONSUMERS : 0) + 1024;
+    static constexpr uint32_t SMEM = OFF_KS + (NC != 2 ? 4 * CONSUMERS : 0) + 1024;
     static constexpr int V_SWZ = 128;                       /* V^T rows are KT = 128 bytes */
     /* T registers: one PV MMA of N = D for D <= 128; D = 256 runs two of N = 128. */
     static constexpr int NT = (D == 256 ? 128 : D) / 2;
@@ -114,8 +115,9 @@ template <int D, int NC> struct Cfg {
      * N = 4K (even at 16K) and cost 1..4 % at D = 128 (causal up to 8 %). D = 256 has none. */
     static constexpr bool PINGPONG = D == 64 && NC == 2;
     /* S(j) and T(j-1) in flight together (64 + NT registers beside O) fits 240 registers at
-     * D <= 128 with NC = 2; NC = 3 and D = 256 have schedules of their own (see the top). */
-    static constexpr bool PIPELINED = D <= 128 && NC <= 2;
+     * D <= 128 with NC = 2 and 232 at D = 64 with NC = 1; the others have schedules of their own
+     * (see the top). */
+    static constexpr bool PIPELINED = D <= 128 && (NC == 2 || (NC == 1 && D == 64));
     /* Partial maxima / sums per row in the softmax (ILP against register pressure). Measured per
      * instance against 8 (session 3, one call): 4 is 1-8 % faster everywhere except D = 64
      * causal, where 8 is 5-7 % faster from N = 4K (code generation, not arithmetic); NC = 3:
@@ -742,7 +744,7 @@ __global__ void __launch_bounds__(Cfg<D, NC>::NTHREADS, Cfg<D, NC>::CTAS_PER_SM)
          * to its use (a plain load landed right before the softmax: its L2 latency showed as
          * "long scoreboard" stalls). NC = 3 stages them in shared memory instead. */
         float ks = *ks_addr(0);
-        float ks_next = NC == 3 ? 0.f : ld_nc_f32(ks_addr(min(1, n_kv - 1)));
+        float ks_next = !C::PIPELINED && D <= 128 ? 0.f : ld_nc_f32(ks_addr(min(1, n_kv - 1)));
 
         if constexpr (C::PIPELINED) {
             /* Pipelined: QK^T(j) and PV(j-1) issued together, softmax(j) overlaps PV(j-1); the
@@ -817,7 +819,7 @@ __global__ void __launch_bounds__(Cfg<D, NC>::NTHREADS, Cfg<D, NC>::CTAS_PER_SM)
             }
             if (c == 0 && !(XPP & XP_NO_PINGPONG))
                 named_sync<1, 256>();           /* consume WG2's last hand-over (E6) */
-        } else if constexpr (NC == 3) {
+        } else if constexpr (D <= 128) {
             /* S(j+1) issued right after T = P(j) V(j): its latency runs under T's and the fold;
              * the last tile issues no S. Every register is taken while T and S(j+1) are in
              * flight: the K scale of tile j+1 waits in shared memory (cp.async issued with
@@ -863,7 +865,7 @@ __global__ void __launch_bounds__(Cfg<D, NC>::NTHREADS, Cfg<D, NC>::CTAS_PER_SM)
             issue_qk<D, NC>(S, qdesc, make_desc(s_k, C::QK_SWZ));
             wgmma_commit();
             /* the bound read from the parameters per tile (n_kv, kept live, was spilled) */
-            static_assert(!CAUSAL, "NC = 3 is built non-causal only: every CTA visits all KV tiles");
+            static_assert(!CAUSAL, "built non-causal only: every CTA visits all KV tiles");
             for (int j = 0; j + 1 < (p.nk + KT - 1) / KT; ++j) tile(j, std::true_type{});
             tile(n_kv - 1, std::false_type{});
         } else {
@@ -985,9 +987,9 @@ static sage_status launch_d(const sage_sm90_params *p, bool bf16, const CUtensor
         }
     }
 #endif
-    if constexpr (NC == 3) {
+    if constexpr (!Cfg<D, NC>::PIPELINED && D <= 128) {
         /* measured no faster than two warpgroups with causal masking (docs/perf-log.md) */
-        if (causal) return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: the 192-row kernel is non-causal only");
+        if (causal) return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: this CTA shape is non-causal only");
         if (bf16) return launch_t<D, NC, false, __nv_bfloat16>(p, tk, tv, stream, msg);
         return launch_t<D, NC, false, __half>(p, tk, tv, stream, msg);
     } else {
@@ -1012,7 +1014,7 @@ sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int cta_q, in
     using namespace sage_sm90;
     if (d_pad != 64 && d_pad != 128 && d_pad != 256)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: padded head_dim %d not 64, 128 or 256", d_pad);
-    if (cta_q != 128 && d_pad != 64)
+    if (cta_q != 128 && d_pad != 64 && !(cta_q == 64 && d_pad == 128))
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: no %d-row CTA at padded head_dim %d", cta_q, d_pad);
     if (p->d < 1 || p->d > d_pad)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: head_dim %d outside 1..%d", p->d, d_pad);
@@ -1043,6 +1045,9 @@ sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int cta_q, in
         if (cta_q == 64) return launch_d<64, 1>(p, bf16, tk, tv, stream, msg);
         return launch_d<64, 2>(p, bf16, tk, tv, stream, msg);
     }
-    if (d_pad == 128) return launch_d<128, 2>(p, bf16, tk, tv, stream, msg);
+    if (d_pad == 128) {
+        if (cta_q == 64) return launch_d<128, 1>(p, bf16, tk, tv, stream, msg);
+        return launch_d<128, 2>(p, bf16, tk, tv, stream, msg);
+    }
     return launch_d<256, 2>(p, bf16, tk, tv, stream, msg);
 }

@@ -14,7 +14,8 @@
  * warpgroup (one m64 wgmma tile each), so its consumer warps own its 16-row slabs one each
  * (slab s -> warp s). SAGE_SM90_GEOMETRY: two consumer warpgroups, 128 rows, 8 warps, every head
  * dim; SAGE_SM90_Q192_GEOMETRY: three, 192 rows, 12 warps, head dims <= 64, non-causal;
- * SAGE_SM90_Q64_GEOMETRY: one, 64 rows, 4 warps, head dims <= 64. KV tiles and K scale
+ * SAGE_SM90_Q64_GEOMETRY: one, 64 rows, 4 warps, head dims <= 64 (and <= 128 non-causal). KV
+ * tiles and K scale
  * blocks of 128 keys in both. The geometry drives the quantizer's scale groups, so a kernel
  * descriptor has one. */
 #define SAGE_SM90_CTA_K 128
@@ -46,7 +47,8 @@ typedef struct sage_sm90_params {
 } sage_sm90_params;
 
 /* Launch on `stream` the kernel of CTA height cta_q (128: two consumer warpgroups, any d_pad;
- * 192: three, d_pad 64, non-causal only; 64: one, two CTAs per SM, d_pad 64): Q from p->q (quantized by the kernel, scales written to p->q_scale);
+ * 192: three, d_pad 64, non-causal only; 64: one, two CTAs per SM, d_pad 64, or 128 non-causal):
+ * Q from p->q (quantized by the kernel, scales written to p->q_scale);
  * k8 [B*Hkv*nk_pad, d_pad] int8 rows; v8 e4m3 [B*Hkv*d_pad, nk_pad] (sage_vt_offset order),
  * channels from p->d on zero (the quantizer's padding). bf16: q and o dtype. No allocation, no
  * synchronisation. */

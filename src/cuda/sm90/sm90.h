@@ -26,8 +26,9 @@ extern const sage_kernel sage_sm90_kernel;
  * dims 1..64 (run as 64), non-causal only; selected there above 8192 keys. */
 extern const sage_kernel sage_sm90_q192_kernel;
 
-/* One consumer warpgroup (SAGE_SM90_Q64_GEOMETRY: 64-row CTAs, two per SM); head dims 1..64;
- * selected there with causal masking or up to 8192 keys. */
+/* One consumer warpgroup (SAGE_SM90_Q64_GEOMETRY: 64-row CTAs, two per SM); head dims 1..64,
+ * and 65..128 without causal masking; selected for D <= 64 with causal masking or up to 8192
+ * keys, for 65..128 without causal masking up to 4096 keys. */
 extern const sage_kernel sage_sm90_q64_kernel;
 #define SAGE_SM90_Q64_KERNEL_NAME "cuda_sm90_wgmma_q64"
 

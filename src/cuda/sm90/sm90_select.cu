@@ -20,13 +20,16 @@ static_assert(kGeometry.cta_k == SAGE_SM90_CTA_K && kGeometryQ192.cta_k == SAGE_
  * only at head dims <= 64, and with causal masking they measured no faster than two. */
 bool q192_runs(const sage_args *a) { return sage_sm90_padded_head_dim(a->head_dim) == 64 && !a->causal; }
 
-/* The Hopper kernel for these arguments. Head dims <= 64: the 64-row CTAs (two per SM) where the
- * fixed work per CTA weighs (causal masking, up to 8192 keys), else the 192-row ones; measured
- * (docs/perf-log.md, session 5): 64-row against 192-row +12 / +10 / +3.5 / 0 / -2 % at 1K / 4K /
- * 8K / 16K / 32K keys, against 128-row with causal masking +3..+10 % at every length. */
+/* The Hopper kernel for these arguments: the 64-row CTAs (two per SM) where the fixed work per
+ * CTA weighs. Measured (docs/perf-log.md, session 5), D <= 64: 64-row against 192-row +12 / +10 /
+ * +3.5 / 0 / -2 % at 1K / 4K / 8K / 16K / 32K keys, against 128-row with causal masking +3..+10 %
+ * at every length; D = 128 without causal masking: against 128-row +9.5 / +5 / +1 / -1.6 / -6 %
+ * at 1K / 2K / 4K / 8K / 16K keys. */
 const sage_kernel *sm90_kernel_for(const sage_args *a) {
-    if (sage_sm90_padded_head_dim(a->head_dim) != 64) return &sage_sm90_kernel;
-    return a->causal || a->seqlen_kv <= 8192 ? &sage_sm90_q64_kernel : &sage_sm90_q192_kernel;
+    const int d_pad = sage_sm90_padded_head_dim(a->head_dim);
+    if (d_pad == 64) return a->causal || a->seqlen_kv <= 8192 ? &sage_sm90_q64_kernel : &sage_sm90_q192_kernel;
+    if (d_pad == 128 && !a->causal && a->seqlen_kv <= 4096) return &sage_sm90_q64_kernel;
+    return &sage_sm90_kernel;
 }
 
 size_t sm90_workspace(const sage_kernel *k, const sage_problem *p) {
@@ -44,8 +47,8 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     const int d_pad = sage_sm90_padded_head_dim(a->head_dim);
     if (p->pv != SAGE_PV_FP8 || !d_pad || p->smooth_q)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: FP8 PV, head_dim <= 256, no smooth Q only", k->name);
-    if (k->geometry.cta_q == 64 && d_pad != 64)
-        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: head_dim <= 64 only", k->name);
+    if (k->geometry.cta_q == 64 && (d_pad > 128 || (d_pad == 128 && a->causal)))
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: head_dim <= 64, or <= 128 without causal masking", k->name);
     if (k->geometry.cta_q == 192 && !q192_runs(a))
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: head_dim <= 64 and non-causal only", k->name);
     sage_cuda_quant_layout L;
