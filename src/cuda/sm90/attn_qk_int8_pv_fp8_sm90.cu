@@ -516,6 +516,13 @@ __device__ __forceinline__ float quantize_q_rows(const sage_sm90_params &p, uint
     return qs;
 }
 
+/* A consumer warp is done with a ring stage: the warp's lanes converge, then one arrive (the
+ * empty barriers count consumer warps, E5). */
+__device__ __forceinline__ void warp_release(uint32_t bar, int lane) {
+    __syncwarp();
+    if (lane == 0) mbar_arrive(bar);
+}
+
 /* A special register read the compiler cannot merge with an earlier read (asm volatile): the
  * epilogue recomputes its coordinates instead of keeping them live across the main loop, where
  * every register is taken. */
@@ -760,8 +767,7 @@ __global__ void __launch_bounds__(Cfg<D, NC>::NTHREADS, Cfg<D, NC>::CTAS_PER_SM)
             pp_signal<XPP>(c);
             wgmma_wait<0>();
             reg_fence_arr(S);
-            __syncwarp();
-            if (lane == 0) mbar_arrive(bar_ke);
+            warp_release(bar_ke, lane);
             softmax(0, (qs * ks) * cs, alpha_prev);
             pack_p<NS>(Pf, P);
 
@@ -784,16 +790,14 @@ __global__ void __launch_bounds__(Cfg<D, NC>::NTHREADS, Cfg<D, NC>::CTAS_PER_SM)
 
                 wgmma_wait<1>();          /* S(j) ready */
                 reg_fence_arr(S);
-                __syncwarp();
-                if (lane == 0) mbar_arrive(bar_ke + 8 * st);
+                warp_release(bar_ke + 8 * st, lane);
                 float alpha[2];
                 softmax(j, (qs * ks) * cs, alpha);
 
                 wgmma_wait<0>();          /* T ready */
                 reg_fence_arr(T);
                 reg_fence_arr(P);
-                __syncwarp();
-                if (lane == 0) mbar_arrive(bar_ve + 8 * pst);
+                warp_release(bar_ve + 8 * pst, lane);
                 fold(O, T, 0, alpha_prev);
                 alpha_prev[0] = alpha[0];
                 alpha_prev[1] = alpha[1];
@@ -813,8 +817,7 @@ __global__ void __launch_bounds__(Cfg<D, NC>::NTHREADS, Cfg<D, NC>::CTAS_PER_SM)
                 pp_signal<XPP>(c);
                 wgmma_wait<0>();
                 reg_fence_arr(T);
-                __syncwarp();
-                if (lane == 0) mbar_arrive(bar_ve + 8 * pst);
+                warp_release(bar_ve + 8 * pst, lane);
                 fold(O, T, 0, alpha_prev);
             }
             if (c == 0 && !(XPP & XP_NO_PINGPONG))
@@ -832,8 +835,7 @@ __global__ void __launch_bounds__(Cfg<D, NC>::NTHREADS, Cfg<D, NC>::CTAS_PER_SM)
                 wgmma_wait<0>();          /* S(j) ready */
                 const float ks_j = cp_async_wait_read(s_ks);
                 reg_fence_arr(S);
-                __syncwarp();
-                if (lane == 0) mbar_arrive(bar_ke + 8 * st);
+                warp_release(bar_ke + 8 * st, lane);
                 float alpha[2];
                 softmax(j, (qs * ks_j) * cs, alpha);
                 pack_p<NS>(Pf, P);
@@ -855,8 +857,7 @@ __global__ void __launch_bounds__(Cfg<D, NC>::NTHREADS, Cfg<D, NC>::CTAS_PER_SM)
                 }
                 reg_fence_arr(T);
                 reg_fence_arr(P);
-                __syncwarp();
-                if (lane == 0) mbar_arrive(bar_ve + 8 * st);
+                warp_release(bar_ve + 8 * st, lane);
                 fold(O, T, 0, alpha);
             };
             cp_async_f32(s_ks, ks_addr(0));
@@ -885,8 +886,7 @@ __global__ void __launch_bounds__(Cfg<D, NC>::NTHREADS, Cfg<D, NC>::CTAS_PER_SM)
                 wgmma_commit();
                 wgmma_wait<0>();
                 reg_fence_arr(S);
-                __syncwarp();
-                if (lane == 0) mbar_arrive(bar_ke + 8 * st);
+                warp_release(bar_ke + 8 * st, lane);
                 float alpha[2];
                 softmax(j, (qs * ks) * cs, alpha);
                 pack_p<NS>(Pf, P);
@@ -910,8 +910,7 @@ __global__ void __launch_bounds__(Cfg<D, NC>::NTHREADS, Cfg<D, NC>::CTAS_PER_SM)
                     wgmma_wait<0>();
                     reg_fence_arr(T);
                     reg_fence_arr(P);
-                    __syncwarp();
-                    if (lane == 0) mbar_arrive(bar_ve + 8 * st);
+                    warp_release(bar_ve + 8 * st, lane);
                     fold(O, T, 64, alpha);
                 }
             }
@@ -1014,7 +1013,8 @@ sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int cta_q, in
     using namespace sage_sm90;
     if (d_pad != 64 && d_pad != 128 && d_pad != 256)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: padded head_dim %d not 64, 128 or 256", d_pad);
-    if (cta_q != 128 && d_pad != 64 && !(cta_q == 64 && d_pad == 128))
+    /* the instances built: launch_d below */
+    if (!(cta_q == 128 || (cta_q == 192 && d_pad == 64) || (cta_q == 64 && d_pad <= 128)))
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: no %d-row CTA at padded head_dim %d", cta_q, d_pad);
     if (p->d < 1 || p->d > d_pad)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: head_dim %d outside 1..%d", p->d, d_pad);

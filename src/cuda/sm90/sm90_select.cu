@@ -16,9 +16,18 @@ constexpr sage_geometry kGeometryQ64 = SAGE_SM90_Q64_GEOMETRY;
 static_assert(kGeometry.cta_k == SAGE_SM90_CTA_K && kGeometryQ192.cta_k == SAGE_SM90_CTA_K,
               "geometry.h and the kernel's KV tiles agree");
 
-/* Whether the 192-row kernel runs these arguments: three consumer warpgroups fit their registers
- * only at head dims <= 64, and with causal masking they measured no faster than two. */
-bool q192_runs(const sage_args *a) { return sage_sm90_padded_head_dim(a->head_dim) == 64 && !a->causal; }
+/* Whether descriptor k's CTA shape runs these arguments (the instances attn_qk_int8_pv_fp8_sm90.cu
+ * builds): 128-row every padded head dim; 192-row (registers: three consumer warpgroups) only 64,
+ * non-causal (causal measured no faster than two); 64-row 64, and 128 non-causal (its D = 128
+ * schedule has no causal variant). */
+bool shape_runs(const sage_kernel *k, const sage_args *a) {
+    const int d_pad = sage_sm90_padded_head_dim(a->head_dim);
+    switch (k->geometry.cta_q) {
+    case 192: return d_pad == 64 && !a->causal;
+    case 64: return d_pad == 64 || (d_pad == 128 && !a->causal);
+    default: return true;
+    }
+}
 
 /* The Hopper kernel for these arguments: the 64-row CTAs (two per SM) where the fixed work per
  * CTA weighs. Measured (docs/perf-log.md, session 5), D <= 64: 64-row against 192-row +12 / +10 /
@@ -47,10 +56,9 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     const int d_pad = sage_sm90_padded_head_dim(a->head_dim);
     if (p->pv != SAGE_PV_FP8 || !d_pad || p->smooth_q)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: FP8 PV, head_dim <= 256, no smooth Q only", k->name);
-    if (k->geometry.cta_q == 64 && (d_pad > 128 || (d_pad == 128 && a->causal)))
-        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: head_dim <= 64, or <= 128 without causal masking", k->name);
-    if (k->geometry.cta_q == 192 && !q192_runs(a))
-        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: head_dim <= 64 and non-causal only", k->name);
+    if (!shape_runs(k, a))
+        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: not built for head_dim %lld%s", k->name,
+                         (long long)a->head_dim, a->causal ? " with causal masking" : "");
     sage_cuda_quant_layout L;
     sage_cuda_kernel_quant_layout(k, p, &L);
 
