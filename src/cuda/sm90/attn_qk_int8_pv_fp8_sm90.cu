@@ -23,7 +23,8 @@
  * so one's softmax runs while the tensor cores work on the other's matrices; otherwise they run
  * freely (measured faster at D = 128, Cfg::PINGPONG). NC = 3 (D = 64) does not fit that schedule
  * in 160 registers, nor NC = 1 at D = 128 in 232: per tile they run softmax(j), issue
- * T = P(j) V(j) and then S(j+1), and fold T while S(j+1) is computed (non-causal only). D = 256 does not fit either in 240 (O alone is 128): per tile it runs
+ * T = P(j) V(j) and then S(j+1), and fold T while S(j+1) is computed (NC = 3: non-causal only).
+ * D = 256 does not fit either in 240 (O alone is 128): per tile it runs
  * S(j), softmax(j), then PV in two halves of 128 channels, each folded into O before the next is
  * issued; the other warpgroup fills the gaps.
  *
@@ -538,6 +539,16 @@ __device__ __forceinline__ int3 sreg_ctaid() {
     return r;
 }
 
+/* KV tiles a CTA whose rows start at q0 visits: causal stops after the tile holding the last
+ * visible key of its last valid row. */
+template <bool CAUSAL>
+__device__ __forceinline__ int kv_tiles(const sage_sm90_params &p, int q0, int cta_q, int causal_off) {
+    const int n = (p.nk + KT - 1) / KT;
+    if (!CAUSAL) return n;
+    const int kmax = min(q0 + cta_q - 1, p.nq - 1) + causal_off;
+    return kmax < 0 ? 0 : min(n, kmax / KT + 1);
+}
+
 /* Epilogue of a consumer thread: o = O / l * vs (+ v_mean) for its rows g, g + 8 and its
  * columns below p.d; lse. l: the lane's share of the row sums (all of it on the quad's lane 0). */
 template <int D, int NC, typename OutT>
@@ -650,13 +661,7 @@ __global__ void __launch_bounds__(Cfg<D, NC>::NTHREADS, Cfg<D, NC>::CTAS_PER_SM)
     const int q0 = qtile * CTA_Q;
     const int causal_off = p.causal == SAGE_CAUSAL_BOTTOM_RIGHT ? p.nk - p.nq : 0;
 
-    /* KV tiles this CTA visits: causal stops after the tile holding the last visible key of its
-     * last valid row. */
-    int n_kv = (p.nk + KT - 1) / KT;
-    if (CAUSAL) {
-        const int kmax = min(q0 + CTA_Q - 1, p.nq - 1) + causal_off;
-        n_kv = kmax < 0 ? 0 : min(n_kv, kmax / KT + 1);
-    }
+    const int n_kv = kv_tiles<CAUSAL>(p, q0, CTA_Q, causal_off);
 
     const int tid = threadIdx.x;
     if (tid == 0) {
@@ -865,9 +870,10 @@ __global__ void __launch_bounds__(Cfg<D, NC>::NTHREADS, Cfg<D, NC>::CTAS_PER_SM)
             wgmma_fence();
             issue_qk<D, NC>(S, qdesc, make_desc(s_k, C::QK_SWZ));
             wgmma_commit();
-            /* the bound read from the parameters per tile (n_kv, kept live, was spilled) */
-            static_assert(!CAUSAL, "built non-causal only: every CTA visits all KV tiles");
-            for (int j = 0; j + 1 < (p.nk + KT - 1) / KT; ++j) tile(j, std::true_type{});
+            /* the bound recomputed from the parameters and the CTA index per tile (n_kv, kept
+             * live, was spilled) */
+            for (int j = 0; j + 1 < kv_tiles<CAUSAL>(p, (gridDim.x - 1 - sreg_ctaid().x) * CTA_Q, CTA_Q, causal_off); ++j)
+                tile(j, std::true_type{});
             tile(n_kv - 1, std::false_type{});
         } else {
             /* D = 256, one step after another: S(j), softmax(j), PV(j) over channels 0..127 into
@@ -986,7 +992,7 @@ static sage_status launch_d(const sage_sm90_params *p, bool bf16, const CUtensor
         }
     }
 #endif
-    if constexpr (!Cfg<D, NC>::PIPELINED && D <= 128) {
+    if constexpr (NC == 3) {
         /* measured no faster than two warpgroups with causal masking (docs/perf-log.md) */
         if (causal) return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: this CTA shape is non-causal only");
         if (bf16) return launch_t<D, NC, false, __nv_bfloat16>(p, tk, tv, stream, msg);

@@ -18,13 +18,12 @@ static_assert(kGeometry.cta_k == SAGE_SM90_CTA_K && kGeometryQ192.cta_k == SAGE_
 
 /* Whether descriptor k's CTA shape runs these arguments (the instances attn_qk_int8_pv_fp8_sm90.cu
  * builds): 128-row every padded head dim; 192-row (registers: three consumer warpgroups) only 64,
- * non-causal (causal measured no faster than two); 64-row 64, and 128 non-causal (its D = 128
- * schedule has no causal variant). */
+ * non-causal (causal measured no faster than two); 64-row 64 and 128. */
 bool shape_runs(const sage_kernel *k, const sage_args *a) {
     const int d_pad = sage_sm90_padded_head_dim(a->head_dim);
     switch (k->geometry.cta_q) {
     case 192: return d_pad == 64 && !a->causal;
-    case 64: return d_pad == 64 || (d_pad == 128 && !a->causal);
+    case 64: return d_pad <= 128;
     default: return true;
     }
 }
@@ -33,11 +32,12 @@ bool shape_runs(const sage_kernel *k, const sage_args *a) {
  * CTA weighs. Measured (docs/perf-log.md, session 5), D <= 64: 64-row against 192-row +12 / +10 /
  * +3.5 / 0 / -2 % at 1K / 4K / 8K / 16K / 32K keys, against 128-row with causal masking +3..+10 %
  * at every length; D = 128 without causal masking: against 128-row +9.5 / +5 / +1 / -1.6 / -6 %
- * at 1K / 2K / 4K / 8K / 16K keys. */
+ * at 1K / 2K / 4K / 8K / 16K keys; with causal masking (session 6) +4.5 / +6 / +5 / +1.6 / +0.2 /
+ * -5.5 % at 1K .. 32K. */
 const sage_kernel *sm90_kernel_for(const sage_args *a) {
     const int d_pad = sage_sm90_padded_head_dim(a->head_dim);
     if (d_pad == 64) return a->causal || a->seqlen_kv <= 8192 ? &sage_sm90_q64_kernel : &sage_sm90_q192_kernel;
-    if (d_pad == 128 && !a->causal && a->seqlen_kv <= 4096) return &sage_sm90_q64_kernel;
+    if (d_pad == 128 && a->seqlen_kv <= (a->causal ? 8192 : 4096)) return &sage_sm90_q64_kernel;
     return &sage_sm90_kernel;
 }
 
