@@ -11,13 +11,12 @@
 namespace {
 
 /* The Hopper kernels of this device that run head dim D with this masking (the 192-row one only
- * D <= 64, non-causal; the 64-row one D <= 128). */
+ * D <= 64, non-causal; the 64-row one every head dim). */
 std::vector<const char *> sm90_kernels(int64_t D, sage_causal cm) {
     std::vector<const char *> v;
     for (const char *kn : gpu_kernels_for_device()) {
         if (strncmp(kn, "cuda_sm90", 9)) continue;
         if (!strcmp(kn, "cuda_sm90_wgmma_q192") && (D > 64 || cm != SAGE_CAUSAL_NONE)) continue;
-        if (!strcmp(kn, "cuda_sm90_wgmma_q64") && D > 128) continue;
         v.push_back(kn);
     }
     return v;

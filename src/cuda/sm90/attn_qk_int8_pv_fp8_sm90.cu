@@ -6,7 +6,7 @@
  *   WG1..NC consumers: each owns 64 of the CTA's 64 NC query rows (one m64 wgmma tile). NC = 2
  *        (128 rows): setmaxnreg.inc 240 (24 + 2 x 240 = 504 = 3 x 168, F3). NC = 3 (192 rows,
  *        D = 64): 160 (24 + 3 x 160 = 504 <= 4 x 128): three warps per scheduler instead of two.
- *        NC = 1 (64 rows, D <= 128): 232 (24 + 232 = 256 = 2 x 128), two CTAs per SM, whose
+ *        NC = 1 (64 rows): 232 (24 + 232 = 256 = 2 x 128), two CTAs per SM, whose
  *        fixed work (prologue, pipeline fill, epilogue) overlaps. The consumers quantize their Q rows
  *        themselves (prologue: raw q -> INT8 in the swizzled smem tile, the pinned recipe), so Q
  *        needs no pass of its own before the kernel.
@@ -24,9 +24,9 @@
  * freely (measured faster at D = 128, Cfg::PINGPONG). NC = 3 (D = 64) does not fit that schedule
  * in 160 registers, nor NC = 1 at D = 128 in 232: per tile they run softmax(j), issue
  * T = P(j) V(j) and then S(j+1), and fold T while S(j+1) is computed (NC = 3: non-causal only).
- * D = 256 does not fit either in 240 (O alone is 128): per tile it runs
- * S(j), softmax(j), then PV in two halves of 128 channels, each folded into O before the next is
- * issued; the other warpgroup fills the gaps.
+ * D = 256 does not fit either in 240 or 232 (O alone is 128): per tile it runs S(j), softmax(j),
+ * then PV in two halves of 128 channels, each folded into O before the next is issued; the other
+ * warpgroup (NC = 2) or CTA (NC = 1) fills the gaps.
  *
  * Scores: s = int32 sum, sc = (qs * ks) * (sm_scale * log2 e), base 2. Row max on the raw sums
  * (IMNMX), scaled per lane; exponent fma(float(s), sc, -(m - SHIFT)) in one FFMA, the CPU spec's
@@ -71,8 +71,8 @@ constexpr int XP_POLY_HALF = 32;    /* exp2 of 1 in 2 scores by the polynomial *
 
 template <int D, int NC> struct Cfg {
     static_assert(D == 64 || D == 128 || D == 256, "D must be 64, 128 or 256");
-    static_assert(NC == 2 || (NC == 1 && D <= 128) || (NC == 3 && D == 64),
-                  "one consumer warpgroup at D <= 128, three at D = 64 (registers)");
+    static_assert(NC == 2 || NC == 1 || (NC == 3 && D == 64),
+                  "three consumer warpgroups only at D = 64 (registers)");
     static constexpr int CTA_Q = WG_Q * NC;                 /* query rows per CTA */
     static constexpr int CONSUMERS = 128 * NC;              /* consumer threads */
     static constexpr int NTHREADS = 128 + CONSUMERS;
@@ -83,10 +83,10 @@ template <int D, int NC> struct Cfg {
     static constexpr int CONSUMER_REGS = NC == 2 ? 240 : NC == 3 ? 160 : 232;
     static_assert((24 * 128 + CONSUMER_REGS * CONSUMERS) * CTAS_PER_SM <= 65536, "register pool");
     static constexpr sage_geometry geometry() { return {CTA_Q, KT, 4 * NC, 0}; }
-    /* Stages of the K/V ring: 4 x 16 KB (D = 64), 3 x 32 KB (128), 2 x 64 KB (256). One CTA per
-     * SM (all registers), so shared memory does not limit residency; stages only add prefetch
-     * depth. */
-    static constexpr int STAGES = D == 64 ? 4 : D == 128 ? 3 : 2;
+    /* Stages of the K/V ring: 4 x 16 KB (D = 64), 3 x 32 KB (128), 2 x 64 KB (256). Registers
+     * limit residency, and stages only add prefetch depth; except at D = 256 with two CTAs per SM
+     * (NC = 1), where one stage is what fits twice in 227 KB (the other CTA covers the loads). */
+    static constexpr int STAGES = D == 64 ? 4 : D == 128 ? 3 : NC == 1 ? 1 : 2;
     /* Q and K rows are D bytes; a swizzled TMA box spans at most 128 bytes (D4), so D = 256 tiles
      * are stored as two column sub-tiles of 128-byte rows. D = 64: 64B swizzle (B3). */
     static constexpr int QK_SWZ = D == 64 ? 64 : 128;
@@ -1020,7 +1020,7 @@ sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int cta_q, in
     if (d_pad != 64 && d_pad != 128 && d_pad != 256)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: padded head_dim %d not 64, 128 or 256", d_pad);
     /* the instances built: launch_d below */
-    if (!(cta_q == 128 || (cta_q == 192 && d_pad == 64) || (cta_q == 64 && d_pad <= 128)))
+    if (!(cta_q == 128 || (cta_q == 192 && d_pad == 64) || cta_q == 64))
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: no %d-row CTA at padded head_dim %d", cta_q, d_pad);
     if (p->d < 1 || p->d > d_pad)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "sm90: head_dim %d outside 1..%d", p->d, d_pad);
@@ -1055,5 +1055,6 @@ sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int cta_q, in
         if (cta_q == 64) return launch_d<128, 1>(p, bf16, tk, tv, stream, msg);
         return launch_d<128, 2>(p, bf16, tk, tv, stream, msg);
     }
+    if (cta_q == 64) return launch_d<256, 1>(p, bf16, tk, tv, stream, msg);
     return launch_d<256, 2>(p, bf16, tk, tv, stream, msg);
 }

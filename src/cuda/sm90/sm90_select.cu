@@ -17,15 +17,10 @@ static_assert(kGeometry.cta_k == SAGE_SM90_CTA_K && kGeometryQ192.cta_k == SAGE_
               "geometry.h and the kernel's KV tiles agree");
 
 /* Whether descriptor k's CTA shape runs these arguments (the instances attn_qk_int8_pv_fp8_sm90.cu
- * builds): 128-row every padded head dim; 192-row (registers: three consumer warpgroups) only 64,
- * non-causal (causal measured no faster than two); 64-row 64 and 128. */
+ * builds): 128-row and 64-row every padded head dim; 192-row (registers: three consumer
+ * warpgroups) only 64, non-causal (causal measured no faster than two). */
 bool shape_runs(const sage_kernel *k, const sage_args *a) {
-    const int d_pad = sage_sm90_padded_head_dim(a->head_dim);
-    switch (k->geometry.cta_q) {
-    case 192: return d_pad == 64 && !a->causal;
-    case 64: return d_pad <= 128;
-    default: return true;
-    }
+    return k->geometry.cta_q != 192 || (sage_sm90_padded_head_dim(a->head_dim) == 64 && !a->causal);
 }
 
 /* The Hopper kernel for these arguments: the 64-row CTAs (two per SM) where the fixed work per
@@ -33,12 +28,13 @@ bool shape_runs(const sage_kernel *k, const sage_args *a) {
  * +3.5 / 0 / -2 % at 1K / 4K / 8K / 16K / 32K keys, against 128-row with causal masking +3..+10 %
  * at every length; D = 128 without causal masking: against 128-row +9.5 / +5 / +1 / -1.6 / -6 %
  * at 1K / 2K / 4K / 8K / 16K keys; with causal masking (session 6) +4.5 / +6 / +5 / +1.6 / +0.2 /
- * -5.5 % at 1K .. 32K. */
+ * -5.5 % at 1K .. 32K; D = 256 (session 6) +7.9 / +5.1 / +1.3 / +2.4 / -2.1 % at 1K .. 16K,
+ * causal +1.1 / +4.5 / +4.9 / +1.4 / -6.4 %. */
 const sage_kernel *sm90_kernel_for(const sage_args *a) {
     const int d_pad = sage_sm90_padded_head_dim(a->head_dim);
     if (d_pad == 64) return a->causal || a->seqlen_kv <= 8192 ? &sage_sm90_q64_kernel : &sage_sm90_q192_kernel;
-    if (d_pad == 128 && a->seqlen_kv <= (a->causal ? 8192 : 4096)) return &sage_sm90_q64_kernel;
-    return &sage_sm90_kernel;
+    const int64_t q64_up_to = d_pad == 128 && !a->causal ? 4096 : 8192;
+    return a->seqlen_kv <= q64_up_to ? &sage_sm90_q64_kernel : &sage_sm90_kernel;
 }
 
 size_t sm90_workspace(const sage_kernel *k, const sage_problem *p) {
