@@ -106,6 +106,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="D 128 only, N 1K/4K/16K")
     ap.add_argument("--pv", type=int, default=0, help="0 auto, 1 fp8, 2 16-bit")
     ap.add_argument("--dims", default="64,128,256", help="head dims, comma-separated")
+    ap.add_argument("--hkv", type=int, default=32,
+                    help="key/value heads (32 query heads; fewer = GQA: the torch peers then run on K and V "
+                         "expanded to 32 heads beforehand, outside the timing, the same FLOPs)")
     args = ap.parse_args()
     sage = Sage(args.lib)
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -113,19 +116,25 @@ def main():
     Ns = [1024, 4096, 16384] if args.quick else [1024, 2048, 4096, 8192, 16384, 32768]
     Ds = [128] if args.quick else [int(d) for d in args.dims.split(",")]
     H, tokens = 32, 16384
+    if args.hkv < 1 or H % args.hkv:
+        ap.error(f"--hkv must divide {H}")
     rows = []
-    print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}")
+    print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}  heads {H} q / {args.hkv} kv")
     for D in Ds:
         for causal in (False, True):
             for N in Ns:
                 B = max(1, tokens // N)
                 sets = []
                 for _ in range(2):
-                    q, k, v = (torch.randn(B, H, N, D, device="cuda", dtype=torch.float16) for _ in range(3))
+                    q = torch.randn(B, H, N, D, device="cuda", dtype=torch.float16)
+                    k, v = (torch.randn(B, args.hkv, N, D, device="cuda", dtype=torch.float16) for _ in range(2))
                     sets.append((q, k, v, torch.empty_like(q)))
+                # the peers' K and V, expanded to the query heads (GQA)
+                peer_sets = [(q, k.repeat_interleave(H // args.hkv, dim=1), v.repeat_interleave(H // args.hkv, dim=1), o)
+                             for q, k, v, o in sets]
                 a, ws, kname = sage.prepare(*sets[0], causal, args.pv)
                 fl = 4 * B * H * N * N * D / (2 if causal else 1)
-                res = {"D": D, "causal": int(causal), "N": N, "B": B, "kernel": kname}
+                res = {"D": D, "causal": int(causal), "N": N, "B": B, "Hkv": args.hkv, "kernel": kname}
 
                 def ours(q, k, v, o):
                     sage.forward(a, ws, q, k, v, o)
@@ -138,7 +147,7 @@ def main():
                             with sdpa_kernel(be):
                                 t = time_ms(
                                     lambda q, k, v, o: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
-                                    sets, args.iters)
+                                    peer_sets, args.iters)
                         except Exception as e:  # backend missing for this shape
                             print(f"  {name} failed: {e}", file=sys.stderr)
                             t = float("nan")
@@ -146,7 +155,8 @@ def main():
                 # accuracy of ours vs fp32 math on one head of the first set
                 q, k, v, o = sets[0]
                 ours(q, k, v, o)
-                ref = F.scaled_dot_product_attention(q[:1, :2].float(), k[:1, :2].float(), v[:1, :2].float(),
+                pk, pv = peer_sets[0][1], peer_sets[0][2]
+                ref = F.scaled_dot_product_attention(q[:1, :2].float(), pk[:1, :2].float(), pv[:1, :2].float(),
                                                      is_causal=causal)
                 got = o[:1, :2].float()
                 res["cos"] = F.cosine_similarity(got.flatten(), ref.flatten(), dim=0).item()
@@ -157,11 +167,11 @@ def main():
                 print(f"D{D} causal{int(causal)} N{N:6d} B{B:2d}: sage {res['sage_tops']:6.1f}  flash {res['flash_tops']:6.1f}"
                       f"  cudnn {res['cudnn_tops']:6.1f} TOPS  ({kname}, cos {res['cos']:.5f}, relL1 {res['relL1']:.4f})",
                       flush=True)
-                del sets, a, ws
+                del sets, peer_sets, a, ws
                 torch.cuda.empty_cache()
 
     os.makedirs(args.out, exist_ok=True)
-    keys = ["D", "causal", "N", "B", "kernel", "sage_ms", "flash_ms", "cudnn_ms", "sage_tops", "flash_tops",
+    keys = ["D", "causal", "N", "B", "Hkv", "kernel", "sage_ms", "flash_ms", "cudnn_ms", "sage_tops", "flash_tops",
             "cudnn_tops", "cos", "relL1"]
     with open(os.path.join(args.out, "compare.csv"), "w") as f:
         f.write(",".join(keys) + "\n")
@@ -179,7 +189,7 @@ def main():
             for m in ("sage", "flash", "cudnn"):
                 ax.plot(xs, [r[m + "_tops"] for r in sel], marker="o", label=m)
             ax.set_xscale("log", base=2)
-            ax.set_title(f"D={D} {'causal' if cz else 'non-causal'}, H=32, B*N=16K")
+            ax.set_title(f"D={D} {'causal' if cz else 'non-causal'}, H=32/{args.hkv}, B*N=16K")
             ax.set_xlabel("N")
             ax.set_ylabel("TOPS")
             ax.legend()

@@ -2,7 +2,8 @@
 # GPU check of the CUDA paths, run on the device machine from a build carried there:
 #   scripts/gpu-check.sh [BUILD_DIR=build-gpu]
 # 1. the GPU tests (gpu_* cases of the test runner)  2. compute-sanitizer memcheck of one tiny case
-# 3. sageattn-bench over the brief's grid  4. bench/compare.py vs torch SDPA  5. a short table last.
+# 3. sageattn-bench over the brief's grid  4. bench/compare.py vs torch SDPA (and GQA 32/8 at D 128)
+# 5. a short table last.
 # Logs go to $OUT (or ./gpu-check-out). QUICK=1 trims the bench grid and compare.py.
 set -u -o pipefail
 BUILD=${1:-build-gpu}
@@ -48,6 +49,9 @@ echo "== compare.py vs torch SDPA"; start=$(date +%s)
 if python3 -c "import torch" 2> /dev/null; then
   Q=""; [ "${QUICK:-0}" = 1 ] && Q="--quick"
   PYTHONUNBUFFERED=1 python3 bench/compare.py --lib "$BUILD/libsageattn.so" --out "$OUT" $Q > "$OUT/compare.log" 2>&1 || status=1
+  # GQA as LLMs run it: 32 query heads on 8 K/V heads, D 128
+  PYTHONUNBUFFERED=1 python3 bench/compare.py --lib "$BUILD/libsageattn.so" --out "$OUT/gqa" --dims 128 --hkv 8 $Q \
+    > "$OUT/compare_gqa.log" 2>&1 || status=1
 else
   echo "no torch: compare.py skipped"
 fi
@@ -57,5 +61,6 @@ echo "== summary"
 grep -E "passed|FAIL" "$OUT/tests.log" | tail -n 5
 grep -E "ERROR SUMMARY" "$OUT/memcheck.log" 2> /dev/null
 cat "$OUT/bench.csv"
-tail -n 30 "$OUT/compare.log" 2> /dev/null
+tail -n 38 "$OUT/compare.log" 2> /dev/null
+tail -n 14 "$OUT/compare_gqa.log" 2> /dev/null
 exit $status
