@@ -1,6 +1,6 @@
 /* Hopper kernel cases (every CTA shape built for the case: cuda_sm90_wgmma, _q64, _q192) the generic GPU tests
  * do not reach: the K/V stage ring wrapping around at every head dim (4 stages at D = 64, 3 at 128,
- * 2 at 256), KV tile counts of 1, 2, STAGES and STAGES + 1 (the pipeline's first/last-tile paths),
+ * 2 at 256, 1 on the 64-row kernel at 256), KV tile counts of 1, 2, STAGES and STAGES + 1 (the pipeline's first/last-tile paths),
  * causal CTAs that skip KV tiles, GQA with 4 query heads per KV head (CTAs of different heads share
  * K/V tiles in L2), and Q row counts that leave consumer warpgroups without rows. GPU vs CPU spec,
  * brief §4 tolerances. */
