@@ -30,14 +30,12 @@ typedef struct sage_geometry {
                        (docs/algorithm.md, "Accuracy"). */
 } sage_geometry;
 
-/* The Hopper kernel's geometries (src/cuda/sm90): 128-row CTAs whose 8 consumer warps (two
- * warpgroups) own one 16-row slab each, 128-key KV tiles and K scale blocks; at head dims <= 64
- * also 192-row CTAs of three consumer warpgroups (12 warps) and 64-row CTAs of one (4 warps),
- * which also run head dims <= 128 without causal masking.
+/* The Hopper kernels' geometries (src/cuda/sm90): 128-row CTAs whose 8 consumer warps (two
+ * warpgroups) own one 16-row slab each, 128-key KV tiles and K scale blocks; and 64-row CTAs of
+ * one warpgroup (4 warps).
  * Defined here so that the CPU tests hold the specification to the accuracy budgets in these
  * geometries as well. */
 #define SAGE_SM90_GEOMETRY {128, 128, 8, 0}
-#define SAGE_SM90_Q192_GEOMETRY {192, 128, 12, 0}
 #define SAGE_SM90_Q64_GEOMETRY {64, 128, 4, 0}
 
 /* Keys per K scale block of a geometry. */

@@ -113,10 +113,8 @@ TEST(cpu_group_maps_match_fragment_layout) {
     sage_geometry mma = {64, 64, 4, 0};      /* mma.sync style: one 16-row slab per warp */
     sage_geometry wide = {128, 64, 8, 0};    /* one slab per warp over 128 rows */
     sage_geometry split = sage_cpu_geometry(); /* 64-key K scale blocks in 128-key tiles */
-    sage_geometry q192 = SAGE_SM90_Q192_GEOMETRY; /* three warpgroups: 12 warps, one slab each */
     sage_geometry q64 = SAGE_SM90_Q64_GEOMETRY;   /* one warpgroup: 4 warps, one slab each */
     check_geometry(split);
-    check_geometry(q192);
     check_geometry(q64);
     check_geometry(hopper);
     check_geometry(mma);
@@ -131,9 +129,10 @@ TEST(cpu_group_maps_match_fragment_layout) {
     CHECK_EQ_INT(sage_q_group(hopper, SAGE_QK_PER_WARP, 80), 1);
     CHECK_EQ_INT(sage_k_group(hopper, SAGE_QK_PER_THREAD, 6), 3);
     CHECK_EQ_INT(sage_k_group(hopper, SAGE_QK_PER_THREAD, 129), 4);
-    CHECK_EQ_INT(sage_q_group(q192, SAGE_QK_PER_THREAD, 179), 179 / 16 * 8 + 3); /* warp 11, g 3 */
-    CHECK_EQ_INT(sage_q_group(q192, SAGE_QK_PER_WARP, 200), 12);                  /* tile 1, warp 0 */
-    CHECK_EQ_INT(sage_q_group(q192, SAGE_QK_PER_BLOCK, 191), 0);
+    CHECK_EQ_INT(sage_q_group(q64, SAGE_QK_PER_THREAD, 35), 2 * 8 + 3); /* warp 2, g 3 */
+    CHECK_EQ_INT(sage_q_group(q64, SAGE_QK_PER_WARP, 70), 4);           /* tile 1, warp 0 */
+    CHECK_EQ_INT(sage_q_group(q64, SAGE_QK_PER_BLOCK, 63), 0);
+    CHECK_EQ_INT(sage_q_group(q64, SAGE_QK_PER_BLOCK, 64), 1);
 }
 
 TEST(cpu_vt_storage_is_the_a7_permutation) {

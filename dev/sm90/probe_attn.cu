@@ -5,6 +5,7 @@
 // and (2) exact attention in double. Then times the kernel alone at the benchmark shapes.
 // Build: nvcc -std=c++17 -O2 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -I include -I src \
 //   -DSAGE_SM90_EXPERIMENTS dev/sm90/probe_attn.cu src/cuda/sm90/attn_qk_int8_pv_fp8_sm90.cu \
+//   src/cuda/sm90/attn_qk_int8_pv_fp8_sm90_q64.cu src/cuda/sm90/attn_sm90_launch.cu \
 //   build-sm90/libsageattn.a -o build-sm90/probe_attn
 // Modes: check | time | api | prof (one D=128 N=8K launch for ncu) ; default: check time api
 #include "cuda/sm90/attn_sm90.h"

@@ -20,7 +20,7 @@
 extern "C" void sage_cuda_kernel_quant_layout(const sage_kernel *k, const sage_problem *p, sage_cuda_quant_layout *L) {
 #ifdef SAGE_USE_SM90
     /* The Hopper kernel quantizes Q in its prologue: no Q8 in the workspace. */
-    if (k == &sage_sm90_kernel || k == &sage_sm90_q192_kernel || k == &sage_sm90_q64_kernel) {
+    if (k == &sage_sm90_kernel || k == &sage_sm90_q64_kernel) {
         sage_cuda_quant_layout_init(p, k->geometry, sage_sm90_padded_head_dim(p->a.head_dim), 0, L);
         return;
     }
@@ -58,7 +58,6 @@ const char *const kNames[] = {
     "cuda_sm80_mma_q128",
 #ifdef SAGE_SM90_KERNEL_NAME
     SAGE_SM90_KERNEL_NAME,
-    SAGE_SM90_Q192_KERNEL_NAME,
     SAGE_SM90_Q64_KERNEL_NAME,
 #endif
     nullptr};
@@ -83,7 +82,6 @@ extern "C" const sage_kernel *sage_cuda_kernel_by_name(const char *name) {
 #if defined(SAGE_USE_SM90) && defined(SAGE_SM90_KERNEL_NAME)
     /* Contract with src/cuda/sm90/sm90.h: SAGE_SM90_KERNEL_NAME and sage_sm90_kernel. */
     if (!strcmp(name, SAGE_SM90_KERNEL_NAME)) return &sage_sm90_kernel;
-    if (!strcmp(name, SAGE_SM90_Q192_KERNEL_NAME)) return &sage_sm90_q192_kernel;
     if (!strcmp(name, SAGE_SM90_Q64_KERNEL_NAME)) return &sage_sm90_q64_kernel;
 #endif
     return nullptr;

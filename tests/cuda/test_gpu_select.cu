@@ -58,18 +58,16 @@ TEST(gpu_select_plan) {
     else CHECK_MSG(st == SAGE_OK && !strncmp(plan.kernel, "cuda_sm90_wgmma", 15), "D256 on sm_90: %d %s", (int)st, msg);
     b.head_dim = 257;
     CHECK_EQ_INT(sage_supported(&b, &plan, msg, sizeof msg), SAGE_ERR_HEAD_DIM);
-    /* on sm_90, head dims up to 64 run the one-warpgroup (64-row) Hopper kernel with causal
-     * masking or up to 8192 keys and the three-warpgroup (192-row) one above; head dims up to 128
-     * the 64-row one up to 4096 keys (8192 with causal masking); head dims up to 256 the 64-row
-     * one up to 8192 keys; everything else the two-warpgroup one */
+    /* on sm_90, the 64-row Hopper kernel runs head dims up to 64 at any length, up to 128 up to
+     * 16384 keys, up to 256 up to 8192 keys; the 128-row one everything else */
     if (cc == 90) {
         const struct { int64_t d, nk; sage_causal causal; const char *kernel; } want[] = {
-            {40, 100, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q64"}, {64, 8192, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q64"},
-            {64, 8193, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q192"}, {64, 20000, SAGE_CAUSAL_TOP_LEFT, "cuda_sm90_wgmma_q64"},
-            {65, 100, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q64"}, {128, 4096, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q64"},
-            {128, 4097, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma"}, {128, 8192, SAGE_CAUSAL_TOP_LEFT, "cuda_sm90_wgmma_q64"},
-            {128, 8193, SAGE_CAUSAL_BOTTOM_RIGHT, "cuda_sm90_wgmma"}, {129, 100, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q64"},
-            {256, 8192, SAGE_CAUSAL_TOP_LEFT, "cuda_sm90_wgmma_q64"}, {256, 8193, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma"}};
+            {40, 100, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q64"}, {64, 20000, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q64"},
+            {64, 20000, SAGE_CAUSAL_TOP_LEFT, "cuda_sm90_wgmma_q64"}, {65, 100, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q64"},
+            {128, 16384, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q64"}, {128, 16385, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma"},
+            {128, 16384, SAGE_CAUSAL_TOP_LEFT, "cuda_sm90_wgmma_q64"}, {128, 16385, SAGE_CAUSAL_BOTTOM_RIGHT, "cuda_sm90_wgmma"},
+            {129, 100, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma_q64"}, {256, 8192, SAGE_CAUSAL_TOP_LEFT, "cuda_sm90_wgmma_q64"},
+            {256, 8193, SAGE_CAUSAL_NONE, "cuda_sm90_wgmma"}};
         for (const auto &w : want) {
             sage_args e = cuda_args(w.d);
             e.seqlen_kv = w.nk;

@@ -1,6 +1,6 @@
-/* Hopper kernel cases (every CTA shape built for the case: cuda_sm90_wgmma, _q64, _q192) the generic GPU tests
+/* Hopper kernel cases (both CTA shapes: cuda_sm90_wgmma and cuda_sm90_wgmma_q64) the generic GPU tests
  * do not reach: the K/V stage ring wrapping around at every head dim (4 stages at D = 64, 3 at 128,
- * 2 at 256, 1 on the 64-row kernel at 256), KV tile counts of 1, 2, STAGES and STAGES + 1 (the pipeline's first/last-tile paths),
+ * 2 at 256; the 64-row kernel: 2, and 1 at 256), KV tile counts of 1, 2, STAGES and STAGES + 1 (the pipeline's first/last-tile paths),
  * causal CTAs that skip KV tiles, GQA with 4 query heads per KV head (CTAs of different heads share
  * K/V tiles in L2), and Q row counts that leave consumer warpgroups without rows. GPU vs CPU spec,
  * brief §4 tolerances. */
@@ -10,13 +10,11 @@
 
 namespace {
 
-/* The Hopper kernels of this device that run head dim D with this masking (the 192-row one only
- * D <= 64, non-causal; the 64-row one every head dim). */
-std::vector<const char *> sm90_kernels(int64_t D, sage_causal cm) {
+/* The Hopper kernels of this device (both run every head dim and masking). */
+std::vector<const char *> sm90_kernels() {
     std::vector<const char *> v;
     for (const char *kn : gpu_kernels_for_device()) {
         if (strncmp(kn, "cuda_sm90", 9)) continue;
-        if (!strcmp(kn, "cuda_sm90_wgmma_q192") && (D > 64 || cm != SAGE_CAUSAL_NONE)) continue;
         v.push_back(kn);
     }
     return v;
@@ -45,7 +43,7 @@ bool sm90_case(const tc_case &c, tc_opts o, const char *kn, const char *label) {
 
 TEST(gpu_sm90_tile_counts_and_ring) {
     if (!gpu_available()) return;
-    if (sm90_kernels(64, SAGE_CAUSAL_NONE).empty()) {
+    if (sm90_kernels().empty()) {
         sage_test_skip("the Hopper kernels are not built or not runnable on this device");
         return;
     }
@@ -72,7 +70,7 @@ TEST(gpu_sm90_tile_counts_and_ring) {
                     char label[128];
                     snprintf(label, sizeof label, "sm90 D%lld Nq%lld Nk%lld causal%d %s", (long long)D, (long long)Nq,
                              (long long)Nk, (int)cm, c.dtype == SAGE_DTYPE_BF16 ? "bf16" : "fp16");
-                    for (const char *kn : sm90_kernels(D, cm)) sm90_case(c, o, kn, label);
+                    for (const char *kn : sm90_kernels()) sm90_case(c, o, kn, label);
                 }
 }
 
@@ -80,7 +78,7 @@ TEST(gpu_sm90_tile_counts_and_ring) {
  * blockIdx order is reversed (heavy first), so this also covers the q-tile index mapping. */
 TEST(gpu_sm90_causal_skip) {
     if (!gpu_available()) return;
-    if (sm90_kernels(64, SAGE_CAUSAL_NONE).empty()) {
+    if (sm90_kernels().empty()) {
         sage_test_skip("the Hopper kernels are not built or not runnable on this device");
         return;
     }
@@ -93,6 +91,6 @@ TEST(gpu_sm90_causal_skip) {
         o.pv = SAGE_PV_FP8;
         char label[64];
         snprintf(label, sizeof label, "sm90 causal N1100 D%lld", (long long)D);
-        for (const char *kn : sm90_kernels(D, c.causal)) sm90_case(c, o, kn, label);
+        for (const char *kn : sm90_kernels()) sm90_case(c, o, kn, label);
     }
 }

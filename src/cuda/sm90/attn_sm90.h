@@ -1,5 +1,6 @@
-/* Private interface of the sm90a attention kernel (attn_qk_int8_pv_fp8_sm90.cu): the launch
- * parameters and the host launcher. Used by sm90_select.cu (the sage_kernel descriptor) and by
+/* Private interface of the sm90a attention kernels (attn_qk_int8_pv_fp8_sm90.cu: 128-row CTAs,
+ * attn_qk_int8_pv_fp8_sm90_q64.cu: 64-row; attn_sm90_launch.cu): the launch parameters and the
+ * host launchers. Used by sm90_select.cu (the sage_kernel descriptor) and by
  * the standalone probe dev/sm90/. C++ only (nvcc). */
 #ifndef SAGE_SM90_ATTN_SM90_H
 #define SAGE_SM90_ATTN_SM90_H
@@ -7,15 +8,14 @@
 #include "../../internal.h"
 #include "sm90.h"
 
+#include <cuda.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-/* The tile geometries of the kernel (geometry.h): a CTA owns 64 query rows per consumer
+/* The tile geometries of the kernels (geometry.h): a CTA owns 64 query rows per consumer
  * warpgroup (one m64 wgmma tile each), so its consumer warps own its 16-row slabs one each
- * (slab s -> warp s). SAGE_SM90_GEOMETRY: two consumer warpgroups, 128 rows, 8 warps, every head
- * dim; SAGE_SM90_Q192_GEOMETRY: three, 192 rows, 12 warps, head dims <= 64, non-causal;
- * SAGE_SM90_Q64_GEOMETRY: one, 64 rows, 4 warps, head dims <= 64 (and <= 128 non-causal). KV
- * tiles and K scale
+ * (slab s -> warp s). SAGE_SM90_GEOMETRY: two consumer warpgroups, 128 rows, 8 warps;
+ * SAGE_SM90_Q64_GEOMETRY: one, 64 rows, 4 warps. Both run every head dim. KV tiles and K scale
  * blocks of 128 keys in both. The geometry drives the quantizer's scale groups, so a kernel
  * descriptor has one. */
 #define SAGE_SM90_CTA_K 128
@@ -46,13 +46,19 @@ typedef struct sage_sm90_params {
                                               SAGE_SM90_EXPERIMENTS): XP variant; library: 0 */
 } sage_sm90_params;
 
-/* Launch on `stream` the kernel of CTA height cta_q (128: two consumer warpgroups, any d_pad;
- * 192: three, d_pad 64, non-causal only; 64: one, two CTAs per SM, d_pad 64, or 128 non-causal):
+/* Launch on `stream` the kernel of CTA height cta_q (128: two consumer warpgroups and a producer;
+ * 64: one warpgroup, several CTAs per SM), d_pad 64, 128 or 256:
  * Q from p->q (quantized by the kernel, scales written to p->q_scale);
  * k8 [B*Hkv*nk_pad, d_pad] int8 rows; v8 e4m3 [B*Hkv*d_pad, nk_pad] (sage_vt_offset order),
  * channels from p->d on zero (the quantizer's padding). bf16: q and o dtype. No allocation, no
  * synchronisation. */
 sage_status sage_sm90_launch(const sage_sm90_params *p, int d_pad, int cta_q, int bf16, const void *k8,
                              const void *v8, cudaStream_t stream, sage_msg msg);
+
+/* The two kernels' own launchers, given the tensor maps of k8 and v8 (attn_sm90_launch.cu). */
+sage_status sage_sm90_launch_wgmma(const sage_sm90_params *p, int d_pad, int bf16, const CUtensorMap *tk,
+                                   const CUtensorMap *tv, cudaStream_t stream, sage_msg msg);
+sage_status sage_sm90_launch_q64(const sage_sm90_params *p, int d_pad, int bf16, const CUtensorMap *tk,
+                                 const CUtensorMap *tv, cudaStream_t stream, sage_msg msg);
 
 #endif

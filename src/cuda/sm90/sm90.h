@@ -14,21 +14,16 @@ extern "C" {
 #endif
 
 #define SAGE_SM90_KERNEL_NAME "cuda_sm90_wgmma"
-#define SAGE_SM90_Q192_KERNEL_NAME "cuda_sm90_wgmma_q192"
 
 /* INT8 QK^T + FP8 PV on wgmma, TMA, warp-specialised (attn_qk_int8_pv_fp8_sm90.cu).
  * Geometry SAGE_SM90_GEOMETRY (geometry.h): each of the two consumer warpgroups owns 64 rows,
- * 128-key tiles. Head dims 1..256, run as 64, 128 or 256 (zero-padded); selected where the
- * 192-row one below does not run. */
+ * 128-key tiles. Head dims 1..256, run as 64, 128 or 256 (zero-padded); selected for head dims
+ * 65..128 above 16384 keys and 129..256 above 8192. */
 extern const sage_kernel sage_sm90_kernel;
 
-/* The same kernel with three consumer warpgroups (SAGE_SM90_Q192_GEOMETRY: 192-row CTAs); head
- * dims 1..64 (run as 64), non-causal only; selected there above 8192 keys. */
-extern const sage_kernel sage_sm90_q192_kernel;
-
-/* One consumer warpgroup (SAGE_SM90_Q64_GEOMETRY: 64-row CTAs, two per SM); head dims 1..64,
- * and 65..128 without causal masking; selected for D <= 64 with causal masking or up to 8192
- * keys, for 65..128 without causal masking up to 4096 keys. */
+/* One warpgroup per CTA, no producer (attn_qk_int8_pv_fp8_sm90_q64.cu; SAGE_SM90_Q64_GEOMETRY:
+ * 64-row CTAs, 2-4 per SM); head dims 1..256; selected for head dims <= 64, for 65..128 up to
+ * 16384 keys and 129..256 up to 8192. */
 extern const sage_kernel sage_sm90_q64_kernel;
 #define SAGE_SM90_Q64_KERNEL_NAME "cuda_sm90_wgmma_q64"
 

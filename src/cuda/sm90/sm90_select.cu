@@ -11,29 +11,19 @@
 namespace {
 
 constexpr sage_geometry kGeometry = SAGE_SM90_GEOMETRY;
-constexpr sage_geometry kGeometryQ192 = SAGE_SM90_Q192_GEOMETRY;
 constexpr sage_geometry kGeometryQ64 = SAGE_SM90_Q64_GEOMETRY;
-static_assert(kGeometry.cta_k == SAGE_SM90_CTA_K && kGeometryQ192.cta_k == SAGE_SM90_CTA_K,
+static_assert(kGeometry.cta_k == SAGE_SM90_CTA_K && kGeometryQ64.cta_k == SAGE_SM90_CTA_K,
               "geometry.h and the kernel's KV tiles agree");
 
-/* Whether descriptor k's CTA shape runs these arguments (the instances attn_qk_int8_pv_fp8_sm90.cu
- * builds): 128-row and 64-row every padded head dim; 192-row (registers: three consumer
- * warpgroups) only 64, non-causal (causal measured no faster than two). */
-bool shape_runs(const sage_kernel *k, const sage_args *a) {
-    return k->geometry.cta_q != 192 || (sage_sm90_padded_head_dim(a->head_dim) == 64 && !a->causal);
-}
-
-/* The Hopper kernel for these arguments: the 64-row CTAs (two per SM) where the fixed work per
- * CTA weighs. Measured (docs/perf-log.md, session 5), D <= 64: 64-row against 192-row +12 / +10 /
- * +3.5 / 0 / -2 % at 1K / 4K / 8K / 16K / 32K keys, against 128-row with causal masking +3..+10 %
- * at every length; D = 128 without causal masking: against 128-row +9.5 / +5 / +1 / -1.6 / -6 %
- * at 1K / 2K / 4K / 8K / 16K keys; with causal masking (session 6) +4.5 / +6 / +5 / +1.6 / +0.2 /
- * -5.5 % at 1K .. 32K; D = 256 (session 6) +7.9 / +5.1 / +1.3 / +2.4 / -2.1 % at 1K .. 16K,
- * causal +1.1 / +4.5 / +4.9 / +1.4 / -6.4 %. */
+/* The Hopper kernel for these arguments: the 64-row CTAs (one warpgroup, no producer, 2-4 CTAs
+ * per SM) wherever they measured faster than the 128-row ones. Measured against the 128-row
+ * kernel in one call each (docs/perf-log.md, session 6): D = 128 +5.6 / +0.2 / -2.9 % at 8K / 16K
+ * / 32K keys (causal 16K / 32K +3.2 / -1.7 %), and ahead of the earlier 64-row shapes, which
+ * beat the 128-row kernel up to 8K, by 3.5-11 % at 1K..16K; D = 64 ahead of every other shape
+ * at every length (+5.6..+21 %); D = 256 ahead up to 8K keys, 2-4 % behind at 16K. */
 const sage_kernel *sm90_kernel_for(const sage_args *a) {
     const int d_pad = sage_sm90_padded_head_dim(a->head_dim);
-    if (d_pad == 64) return a->causal || a->seqlen_kv <= 8192 ? &sage_sm90_q64_kernel : &sage_sm90_q192_kernel;
-    const int64_t q64_up_to = d_pad == 128 && !a->causal ? 4096 : 8192;
+    const int64_t q64_up_to = d_pad == 64 ? INT64_MAX : d_pad == 128 ? 16384 : 8192;
     return a->seqlen_kv <= q64_up_to ? &sage_sm90_q64_kernel : &sage_sm90_kernel;
 }
 
@@ -52,9 +42,6 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     const int d_pad = sage_sm90_padded_head_dim(a->head_dim);
     if (p->pv != SAGE_PV_FP8 || !d_pad || p->smooth_q)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: FP8 PV, head_dim <= 256, no smooth Q only", k->name);
-    if (!shape_runs(k, a))
-        return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "%s: not built for head_dim %lld%s", k->name,
-                         (long long)a->head_dim, a->causal ? " with causal masking" : "");
     sage_cuda_quant_layout L;
     sage_cuda_kernel_quant_layout(k, p, &L);
 
@@ -107,8 +94,6 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
 
 extern "C" const sage_kernel sage_sm90_kernel = {SAGE_SM90_KERNEL_NAME, SAGE_DEVICE_CUDA, kGeometry, sm90_workspace,
                                                  sm90_run};
-extern "C" const sage_kernel sage_sm90_q192_kernel = {SAGE_SM90_Q192_KERNEL_NAME, SAGE_DEVICE_CUDA, kGeometryQ192,
-                                                      sm90_workspace, sm90_run};
 extern "C" const sage_kernel sage_sm90_q64_kernel = {SAGE_SM90_Q64_KERNEL_NAME, SAGE_DEVICE_CUDA, kGeometryQ64,
                                                      sm90_workspace, sm90_run};
 
