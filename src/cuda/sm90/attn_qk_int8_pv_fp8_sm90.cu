@@ -34,6 +34,8 @@
  * lse = ln2 * (m + log2 l - SHIFT) + sm_scale * q.k_mean, q.k_mean from the raw q rows. */
 #include "attn_sm90_device.cuh"
 
+#include <type_traits>
+
 namespace sage_sm90 {
 
 /* The pipeline of the 128-row kernel, beside its tiles. */
@@ -333,46 +335,38 @@ __global__ void __launch_bounds__(WsCfg<D>::NTHREADS, 1)
 
 /* ---------------- host side ---------------- */
 
-template <int D, bool CAUSAL, typename OutT, int XP = 0>
-static sage_status launch_t(const sage_sm90_params *p, const CUtensorMap &tk, const CUtensorMap &tv,
-                            cudaStream_t stream, sage_msg msg) {
-    using C = WsCfg<D>;
-    const dim3 grid((unsigned)(p->nq_pad / C::CTA_Q), (unsigned)p->heads_q, (unsigned)p->batch);
-    return launch_instance(attn_qk_int8_pv_fp8_sm90<D, CAUSAL, OutT, XP>, grid, C::NTHREADS, C::SMEM, stream, p, tk,
-                           tv, msg);
-}
-
-template <int D>
-static sage_status launch_d(const sage_sm90_params *p, bool bf16, const CUtensorMap &tk, const CUtensorMap &tv,
-                            cudaStream_t stream, sage_msg msg) {
-    const bool causal = p->causal != SAGE_CAUSAL_NONE;
+struct WsKernel {
+    template <int D, bool CAUSAL, typename OutT, int XP = 0>
+    static sage_status run_xp(const sage_sm90_params *p, const CUtensorMap &tk, const CUtensorMap &tv,
+                              cudaStream_t stream, sage_msg msg) {
+        using C = WsCfg<D>;
+        const dim3 grid((unsigned)(p->nq_pad / C::CTA_Q), (unsigned)p->heads_q, (unsigned)p->batch);
+        return launch_instance(attn_qk_int8_pv_fp8_sm90<D, CAUSAL, OutT, XP>, grid, C::NTHREADS, C::SMEM, stream, p,
+                               tk, tv, msg);
+    }
+    template <int D, bool CAUSAL, typename OutT>
+    static sage_status run(const sage_sm90_params *p, const CUtensorMap &tk, const CUtensorMap &tv, cudaStream_t stream,
+                           sage_msg msg) {
 #ifdef SAGE_SM90_EXPERIMENTS
-    if (D == 128 && p->flags && !causal && !bf16) {
-        switch (p->flags) {
-        case 1: return launch_t<D, false, __half, 1>(p, tk, tv, stream, msg);
-        case 2: return launch_t<D, false, __half, 2>(p, tk, tv, stream, msg);
-        case 4: return launch_t<D, false, __half, 4>(p, tk, tv, stream, msg);
-        case 8: return launch_t<D, false, __half, 8>(p, tk, tv, stream, msg);
-        case 16: return launch_t<D, false, __half, 16>(p, tk, tv, stream, msg);
-        case 32: return launch_t<D, false, __half, 32>(p, tk, tv, stream, msg);
-        default: break;
+        if constexpr (D == 128 && !CAUSAL && std::is_same<OutT, __half>::value) {
+            switch (p->flags) {
+            case 1: return run_xp<D, false, __half, 1>(p, tk, tv, stream, msg);
+            case 2: return run_xp<D, false, __half, 2>(p, tk, tv, stream, msg);
+            case 4: return run_xp<D, false, __half, 4>(p, tk, tv, stream, msg);
+            case 8: return run_xp<D, false, __half, 8>(p, tk, tv, stream, msg);
+            case 16: return run_xp<D, false, __half, 16>(p, tk, tv, stream, msg);
+            case 32: return run_xp<D, false, __half, 32>(p, tk, tv, stream, msg);
+            default: break;
+            }
         }
-    }
 #endif
-    if (bf16) {
-        if (causal) return launch_t<D, true, __nv_bfloat16>(p, tk, tv, stream, msg);
-        return launch_t<D, false, __nv_bfloat16>(p, tk, tv, stream, msg);
+        return run_xp<D, CAUSAL, OutT>(p, tk, tv, stream, msg);
     }
-    if (causal) return launch_t<D, true, __half>(p, tk, tv, stream, msg);
-    return launch_t<D, false, __half>(p, tk, tv, stream, msg);
-}
+};
 
 }  // namespace sage_sm90
 
 sage_status sage_sm90_launch_wgmma(const sage_sm90_params *p, int d_pad, int bf16, const CUtensorMap *tk,
                                    const CUtensorMap *tv, cudaStream_t stream, sage_msg msg) {
-    using namespace sage_sm90;
-    if (d_pad == 64) return launch_d<64>(p, bf16, *tk, *tv, stream, msg);
-    if (d_pad == 128) return launch_d<128>(p, bf16, *tk, *tv, stream, msg);
-    return launch_d<256>(p, bf16, *tk, *tv, stream, msg);
+    return sage_sm90::launch_for<sage_sm90::WsKernel>(p, d_pad, bf16, tk, tv, stream, msg);
 }

@@ -137,32 +137,19 @@ __global__ void __launch_bounds__(128, Q64Cfg<D>::CTAS_PER_SM)
 
 /* ---------------- host side ---------------- */
 
-template <int D, bool CAUSAL, typename OutT>
-static sage_status launch_t(const sage_sm90_params *p, const CUtensorMap &tk, const CUtensorMap &tv,
-                            cudaStream_t stream, sage_msg msg) {
-    const dim3 grid((unsigned)(p->nq_pad / WG_Q), (unsigned)p->heads_q, (unsigned)p->batch);
-    return launch_instance(attn_qk_int8_pv_fp8_sm90_q64<D, CAUSAL, OutT>, grid, 128, Q64Cfg<D>::SMEM, stream, p, tk,
-                           tv, msg);
-}
-
-template <int D>
-static sage_status launch_d(const sage_sm90_params *p, bool bf16, const CUtensorMap &tk, const CUtensorMap &tv,
-                            cudaStream_t stream, sage_msg msg) {
-    const bool causal = p->causal != SAGE_CAUSAL_NONE;
-    if (bf16) {
-        if (causal) return launch_t<D, true, __nv_bfloat16>(p, tk, tv, stream, msg);
-        return launch_t<D, false, __nv_bfloat16>(p, tk, tv, stream, msg);
+struct Q64Kernel {
+    template <int D, bool CAUSAL, typename OutT>
+    static sage_status run(const sage_sm90_params *p, const CUtensorMap &tk, const CUtensorMap &tv, cudaStream_t stream,
+                           sage_msg msg) {
+        const dim3 grid((unsigned)(p->nq_pad / WG_Q), (unsigned)p->heads_q, (unsigned)p->batch);
+        return launch_instance(attn_qk_int8_pv_fp8_sm90_q64<D, CAUSAL, OutT>, grid, 128, Q64Cfg<D>::SMEM, stream, p,
+                               tk, tv, msg);
     }
-    if (causal) return launch_t<D, true, __half>(p, tk, tv, stream, msg);
-    return launch_t<D, false, __half>(p, tk, tv, stream, msg);
-}
+};
 
 }  // namespace sage_sm90
 
 sage_status sage_sm90_launch_q64(const sage_sm90_params *p, int d_pad, int bf16, const CUtensorMap *tk,
                                  const CUtensorMap *tv, cudaStream_t stream, sage_msg msg) {
-    using namespace sage_sm90;
-    if (d_pad == 64) return launch_d<64>(p, bf16, *tk, *tv, stream, msg);
-    if (d_pad == 128) return launch_d<128>(p, bf16, *tk, *tv, stream, msg);
-    return launch_d<256>(p, bf16, *tk, *tv, stream, msg);
+    return sage_sm90::launch_for<sage_sm90::Q64Kernel>(p, d_pad, bf16, tk, tv, stream, msg);
 }

@@ -556,6 +556,27 @@ static sage_status launch_instance(Kernel kern, dim3 grid, int threads, uint32_t
     return SAGE_OK;
 }
 
+/* Host: Kernel::run<D, CAUSAL, OutT>(p, tk, tv, stream, msg) for the run's padded head dim, masking
+ * and dtype (the 12 instances each kernel file builds). */
+template <typename Kernel, int D>
+static sage_status launch_for_d(const sage_sm90_params *p, bool bf16, const CUtensorMap &tk, const CUtensorMap &tv,
+                                cudaStream_t stream, sage_msg msg) {
+    const bool causal = p->causal != SAGE_CAUSAL_NONE;
+    if (bf16) {
+        if (causal) return Kernel::template run<D, true, __nv_bfloat16>(p, tk, tv, stream, msg);
+        return Kernel::template run<D, false, __nv_bfloat16>(p, tk, tv, stream, msg);
+    }
+    if (causal) return Kernel::template run<D, true, __half>(p, tk, tv, stream, msg);
+    return Kernel::template run<D, false, __half>(p, tk, tv, stream, msg);
+}
+template <typename Kernel>
+static sage_status launch_for(const sage_sm90_params *p, int d_pad, int bf16, const CUtensorMap *tk,
+                              const CUtensorMap *tv, cudaStream_t stream, sage_msg msg) {
+    if (d_pad == 64) return launch_for_d<Kernel, 64>(p, bf16, *tk, *tv, stream, msg);
+    if (d_pad == 128) return launch_for_d<Kernel, 128>(p, bf16, *tk, *tv, stream, msg);
+    return launch_for_d<Kernel, 256>(p, bf16, *tk, *tv, stream, msg);
+}
+
 }  // namespace sage_sm90
 
 #endif
