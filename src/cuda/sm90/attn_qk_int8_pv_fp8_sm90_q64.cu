@@ -31,7 +31,7 @@ template <int D> struct Q64Cfg {
 template <int D, bool CAUSAL, typename OutT>
 __global__ void __launch_bounds__(128, Q64Cfg<D>::CTAS_PER_SM)
     attn_qk_int8_pv_fp8_sm90_q64(const __grid_constant__ CUtensorMap tm_k, const __grid_constant__ CUtensorMap tm_v,
-                                    const __grid_constant__ sage_sm90_params p) {
+                                 const __grid_constant__ sage_sm90_params p) {
     using C = Tile<D, 1>;
     constexpr int CTA_Q = WG_Q, NS = KT / 2, ST = Q64Cfg<D>::STAGES;
     constexpr uint32_t OFF_K = C::Q_BYTES, OFF_V = OFF_K + ST * C::K_BYTES, OFF_BAR = OFF_V + ST * C::V_BYTES;
@@ -89,11 +89,14 @@ __global__ void __launch_bounds__(128, Q64Cfg<D>::CTAS_PER_SM)
     float m[2] = {-INFINITY, -INFINITY};
     float l[2] = {0.f, 0.f};
     const uint64_t qdesc = make_desc(s_q, C::QK_SWZ);
+    /* Tiles from j_mask on need the mask: the ragged last tile, and with causal masking every tile
+     * not wholly visible to the CTA's first row. */
     int j_mask = p.nk / KT;
     if (CAUSAL) {
         const int vis = q0 + causal_off + 1;
         j_mask = min(j_mask, vis < 0 ? 0 : vis / KT);
     }
+    /* K scale of tile j: k_scale[ks_off + j * ks_step], loaded one tile ahead. */
     const int ks_off = (int)(bhk * p.n_k_groups + sage_k_group(geo, gran, 2 * qd));
     float ks_next = n_kv > 0 ? ld_nc_f32(p.k_scale + ks_off) : 0.f;
     for (int j = 0; j < n_kv; ++j) {
@@ -108,7 +111,7 @@ __global__ void __launch_bounds__(128, Q64Cfg<D>::CTAS_PER_SM)
         wgmma_commit();
         wgmma_wait<0>();
         reg_fence_arr(S);
-        if (tid == 0 && j + ST < n_kv) load_k(j + ST);
+        if (tid == 0 && j + ST < n_kv) load_k(j + ST);   /* the warpgroup's MMA on this K stage is done */
         float Pf[NS], alpha[2];
         if (j >= j_mask)
             softmax_tile<NS, true, CAUSAL, 0, 4>(S, Pf, (qs * ks) * cs, m, l, alpha, j * KT, p.nk, row0, causal_off, qd);
@@ -133,7 +136,6 @@ __global__ void __launch_bounds__(128, Q64Cfg<D>::CTAS_PER_SM)
     }
     epilogue<D, 1, OutT, 0>(p, O, l, m);
 }
-
 
 /* ---------------- host side ---------------- */
 
