@@ -504,10 +504,8 @@ extern "C" sage_status sage_mma_attention(const sage_problem *p, sage_geometry g
     P.geo = g;
     P.gran = p->qk_groups;
     P.smooth_k = p->smooth_k; P.smooth_q = p->smooth_q; P.smooth_v = p->smooth_v && p->pv == SAGE_PV_FP8;
-    P.v_vec = ((uintptr_t)a->v % 16) == 0 && a->v_stride_b % 8 == 0 && a->v_stride_h % 8 == 0 &&
-              a->v_stride_n % 8 == 0 && a->head_dim % 8 == 0;
-    P.o_vec = ((uintptr_t)a->o % 4) == 0 && a->o_stride_b % 2 == 0 && a->o_stride_h % 2 == 0 &&
-              a->o_stride_n % 2 == 0;
+    P.v_vec = sage_rows_aligned(a->v, a->v_stride_b, a->v_stride_h, a->v_stride_n, 8) && a->head_dim % 8 == 0;
+    P.o_vec = sage_rows_aligned(a->o, a->o_stride_b, a->o_stride_h, a->o_stride_n, 2);
     const bool fp8 = p->pv == SAGE_PV_FP8, bf16 = a->dtype == SAGE_DTYPE_BF16;
     cudaStream_t st = static_cast<cudaStream_t>(stream);
     if (g.cta_q != 16 * g.warps_q || (g.warps_q != 8 && g.warps_q != 4) || g.cta_k != CTA_K)

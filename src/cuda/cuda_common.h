@@ -32,10 +32,10 @@ static inline bool sage_has_wgmma(int cc) {
 #endif
 }
 
-/* 16-byte vector loads of rows of 2-byte elements: a 16-B aligned base and every element stride
- * a multiple of 8. */
-static inline bool sage_vec16_ok(const void *ptr, int64_t sb, int64_t sh, int64_t sn) {
-    return ((uintptr_t)ptr % 16) == 0 && sb % 8 == 0 && sh % 8 == 0 && sn % 8 == 0;
+/* Rows of 2-byte elements accessible in chunks of `elems` elements (8: 16-byte vectors, 2: 4-byte
+ * pairs): a base aligned to 2 * elems bytes and every element stride a multiple of elems. */
+static inline bool sage_rows_aligned(const void *ptr, int64_t sb, int64_t sh, int64_t sn, int elems) {
+    return ((uintptr_t)ptr % (uintptr_t)(2 * elems)) == 0 && sb % elems == 0 && sh % elems == 0 && sn % elems == 0;
 }
 
 /* ---- per-device properties, read once per process ------------------------------------------- */

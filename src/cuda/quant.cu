@@ -565,9 +565,9 @@ extern "C" sage_status sage_cuda_quantize(const sage_problem *p, sage_geometry g
     }
     P.smooth_k = p->smooth_k; P.smooth_q = p->smooth_q; P.fp8 = p->pv == SAGE_PV_FP8;
     P.smooth_v = P.fp8 && p->smooth_v;
-    P.q_vec = sage_vec16_ok(a->q, a->q_stride_b, a->q_stride_h, a->q_stride_n);
-    P.k_vec = sage_vec16_ok(a->k, a->k_stride_b, a->k_stride_h, a->k_stride_n);
-    P.v_vec = sage_vec16_ok(a->v, a->v_stride_b, a->v_stride_h, a->v_stride_n);
+    P.q_vec = sage_rows_aligned(a->q, a->q_stride_b, a->q_stride_h, a->q_stride_n, 8);
+    P.k_vec = sage_rows_aligned(a->k, a->k_stride_b, a->k_stride_h, a->k_stride_n, 8);
+    P.v_vec = sage_rows_aligned(a->v, a->v_stride_b, a->v_stride_h, a->v_stride_n, 8);
     P.q8 = reinterpret_cast<int8_t *>(w + L->off_q8);
     P.k8 = reinterpret_cast<int8_t *>(w + L->off_k8);
     P.v8 = w + L->off_v8;

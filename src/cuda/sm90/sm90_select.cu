@@ -67,7 +67,7 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     P.q_sb = a->q_stride_b;
     P.q_sh = a->q_stride_h;
     P.q_sn = a->q_stride_n;
-    P.q_vec = sage_vec16_ok(a->q, a->q_stride_b, a->q_stride_h, a->q_stride_n);
+    P.q_vec = sage_rows_aligned(a->q, a->q_stride_b, a->q_stride_h, a->q_stride_n, 8);
     P.o = a->o;
     P.o_sb = a->o_stride_b;
     P.o_sh = a->o_stride_h;
@@ -77,8 +77,7 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     P.sm_scale = a->sm_scale;
     P.causal = a->causal;
     /* 4-byte stores of element pairs need every row start 4-byte aligned. */
-    P.o_pairs = ((uintptr_t)a->o % 4 == 0) && a->o_stride_b % 2 == 0 && a->o_stride_h % 2 == 0 &&
-                a->o_stride_n % 2 == 0;
+    P.o_pairs = sage_rows_aligned(a->o, a->o_stride_b, a->o_stride_h, a->o_stride_n, 2);
 
     sage_cuda_device_scope scope;
     if (sage_status s = sage_cuda_device_enter(a->device_ordinal, &scope, msg)) return s;
