@@ -1,18 +1,23 @@
 /* Quantization kernels (quant.h): one reduction pass over K and V, one quantize pass over Q, K
- * and V, plus the smooth-Q bias. Launch order on the stream:
+ * and V, plus the smooth-Q bias. Launch order on the stream (the split path):
  *   1. reduce   grid (chunks, Hkv, B): per 256-token chunk, column sums of K and V, min/max of V
  *   2. finalize grid (Hkv, B):        k_mean, v_scale, v_mean from the partials, in chunk order
  *   3. quantize grid (Q tiles + K tiles + V blocks): Q8/q_scale (+ q_mean), K8/k_scale, V8 transposed;
  *      no Q tiles when the layout has no Q8 (L->q8 = 0: the Hopper kernel quantizes Q itself)
  *   4. qk_bias  (smooth Q only)
+ * Heads short enough for one thread block cluster (L->kv_cluster > 0, sm_90+) take the one-pass
+ * path instead: 1-3 for K and V as one grid of clusters (kv_one_pass_kernel: every input byte read
+ * once), the Q tiles, if any, as a quantize grid of Q tiles only; then 4.
  * On sm_90+ launches 2 and 3 use programmatic dependent launch: they start while their predecessor
  * drains, Q tiles (which need nothing of 1-2) run at once, finalize and the K/V blocks wait in the
  * kernel (griddepcontrol.wait). Every sum has a fixed order (no float atomics): two runs give the
  * same bytes. Timings and the versions tried: docs/perf-log.md, "Quantization". */
 #include "cuda_common.h"
+#include "mma_ptx.cuh"
 #include "quant.h"
 #include "quant_device.cuh"
 
+#include <cfloat>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -33,6 +38,7 @@ struct QuantParams {
     int64_t v_blocks_per_head, n_v_blocks, n_k_blocks, n_q_blocks; /* quantize launch: Q tiles, then K tiles and
                                                                       V blocks head by head */
     bool pdl; /* sm_90+: finalize and quantize launched with programmatic stream serialization */
+    int kv_cluster, kv_chunk; /* one-pass path (kv_cluster > 0): CTAs per head and tokens per CTA */
     /* Local scale group of each row of a Q tile / K tile (geometry.h maps, evaluated on the host: the maps
      * repeat from tile to tile, group(tile * cta + r) = tile * groups_per_tile + group(r)). */
     uint8_t q_row_group[256], k_row_group[256];
@@ -46,8 +52,10 @@ struct QuantParams {
     float *v_inv; /* [B, Hkv, d_pad] 448 / amax (0 when amax == 0), after the partials in scratch */
 };
 
-__device__ __forceinline__ float seg_max(float v, int lpr) {
-    for (int off = lpr / 2; off >= 1; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+/* max over the aligned segments of LPR lanes (a power of two <= 32) */
+template <int LPR> __device__ __forceinline__ float seg_max(float v) {
+#pragma unroll
+    for (int off = LPR / 2; off >= 1; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
     return v;
 }
 
@@ -122,42 +130,52 @@ __global__ void __launch_bounds__(kThreads, 2) reduce_kernel(QuantParams P) {
 }
 
 /* ---- 2. finalize: one thread per channel ----------------------------------------------------- */
+/* A channel's statistics from its column sums of K and V and the extrema of V over the Nk tokens
+ * (channels d >= D keep the defaults: mean 0, V scale 1, V multiplier 0). */
+struct ChannelStats {
+    float km = 0.f, vmean = 0.f, vscale = 1.f, vinv = 0.f;
+};
+__device__ __forceinline__ ChannelStats channel_stats(const QuantParams &P, int d, float ks, float vs, float vmax,
+                                                      float vmin) {
+    ChannelStats r;
+    if (d >= P.D) return r;
+    const float n = (float)P.Nk;
+    if (P.smooth_k) r.km = __fdiv_rn(ks, n);
+    if (P.fp8) {
+        float amax;
+        if (P.smooth_v) {
+            r.vmean = __fdiv_rn(vs, n);
+            /* max |fl(v - mean)| = max(fl(vmax - mean), fl(mean - vmin)): rounding is monotonic. */
+            amax = fmaxf(__fsub_rn(vmax, r.vmean), __fsub_rn(r.vmean, vmin));
+        } else {
+            amax = fmaxf(fabsf(vmax), fabsf(vmin));
+        }
+        r.vscale = amax > 0.f ? __fdiv_rn(amax, kFp8Max) : 1.f;
+        r.vinv = amax > 0.f ? __fdiv_rn(kFp8Max, amax) : 0.f;
+    }
+    return r;
+}
+
 __global__ void finalize_kernel(QuantParams P) {
     griddep_wait();              /* the partials of reduce_kernel */
     griddep_launch_dependents(); /* the quantize grid's Q tiles need nothing of this one */
     const int h = blockIdx.x, b = blockIdx.y;
     const int64_t bh = (int64_t)b * P.Hkv + h;
     for (int d = threadIdx.x; d < P.d_pad; d += blockDim.x) {
-        float km = 0.f, vmean = 0.f, vscale = 1.f, vinv = 0.f;
-        if (d < P.D) {
-            float ks = 0.f, vs = 0.f, vmax = -INFINITY, vmin = INFINITY;
-            for (int c = 0; c < P.n_chunks; c++) {
-                const float *pc = P.partial + (bh * P.n_chunks + c) * 4 * P.d_pad;
-                ks = __fadd_rn(ks, pc[d]);
-                vs = __fadd_rn(vs, pc[P.d_pad + d]);
-                vmax = fmaxf(vmax, pc[2 * P.d_pad + d]);
-                vmin = fminf(vmin, pc[3 * P.d_pad + d]);
-            }
-            const float n = (float)P.Nk;
-            if (P.smooth_k) km = __fdiv_rn(ks, n);
-            if (P.fp8) {
-                float amax;
-                if (P.smooth_v) {
-                    vmean = __fdiv_rn(vs, n);
-                    /* max |fl(v - mean)| = max(fl(vmax - mean), fl(mean - vmin)): rounding is monotonic. */
-                    amax = fmaxf(__fsub_rn(vmax, vmean), __fsub_rn(vmean, vmin));
-                } else {
-                    amax = fmaxf(fabsf(vmax), fabsf(vmin));
-                }
-                vscale = amax > 0.f ? __fdiv_rn(amax, kFp8Max) : 1.f;
-                vinv = amax > 0.f ? __fdiv_rn(kFp8Max, amax) : 0.f;
-            }
+        float ks = 0.f, vs = 0.f, vmax = -INFINITY, vmin = INFINITY;
+        for (int c = 0; c < P.n_chunks; c++) {
+            const float *pc = P.partial + (bh * P.n_chunks + c) * 4 * P.d_pad;
+            ks = __fadd_rn(ks, pc[d]);
+            vs = __fadd_rn(vs, pc[P.d_pad + d]);
+            vmax = fmaxf(vmax, pc[2 * P.d_pad + d]);
+            vmin = fminf(vmin, pc[3 * P.d_pad + d]);
         }
-        P.k_mean[bh * P.d_pad + d] = km;
+        const ChannelStats st = channel_stats(P, d, ks, vs, vmax, vmin);
+        P.k_mean[bh * P.d_pad + d] = st.km;
         if (P.fp8) {
-            P.v_scale[bh * P.d_pad + d] = vscale;
-            P.v_mean[bh * P.d_pad + d] = vmean;
-            P.v_inv[bh * P.d_pad + d] = vinv;
+            P.v_scale[bh * P.d_pad + d] = st.vscale;
+            P.v_mean[bh * P.d_pad + d] = st.vmean;
+            P.v_inv[bh * P.d_pad + d] = st.vinv;
         }
     }
 }
@@ -192,77 +210,105 @@ __device__ void tile_group_scales(int n_groups, float *scale_out, TileSmem &s) {
     }
 }
 
-/* INT8-quantize the cta rows of a tile (rows >= rows_valid and channels >= D written as 0) into
- * out (rows of d_pad bytes), scales of the first n_scales local groups into scale_out.
- * Thread t owns channels d0 .. d0+7 (d0 = 8 (t % lpr)) of rows t / lpr + i R (R = kThreads / lpr).
- * The tile is staged once in shared memory (cp.async, 16 bytes a thread, all in flight at once; tile
- * = cta x d_pad elements): the group maxima and the quantization read it there, so a block holds
- * few registers and 6 fit on an SM. Needs s.row_group, zeroed s.gmax and s.mean (when smooth),
- * synchronised. */
-template <typename T>
-__device__ void rows_tile(const T *base, int64_t stride_n, int64_t row0, int rows_valid, int cta, int D, int d_pad,
-                          bool vec, bool smooth, int n_scales, float *scale_out, int8_t *out, TileSmem &s, T *tile) {
-    const int lpr = d_pad / 8, R = kThreads / lpr;
+/* Stage rows row0 .. row0 + rows_valid - 1 (rows_valid <= n_rows) of a slice with row stride stride_n
+ * in shared memory: tile[r][d] for d < DP (the padded head dim), channels >= D as 0 (the quantizers
+ * below rely on it: a zero channel with a zero mean quantizes to 0 with no test). cp.async, 16 bytes a thread, all in
+ * flight at once; thread t stages channels d0 .. d0+7 (d0 = 8 (t % lpr)) of rows t / lpr + i R
+ * (R = kThreads / lpr). Only issues the copies: the caller waits for them (cp.async.wait_all or a
+ * commit group) and synchronises the block. */
+template <typename T, int DP>
+__device__ __forceinline__ void stage_rows(const T *base, int64_t stride_n, int64_t row0, int rows_valid, int n_rows,
+                                           int D, bool vec, T *tile) {
+    constexpr int lpr = DP / 8, R = kThreads / lpr;
+    const int rsub = threadIdx.x / lpr, d0 = (threadIdx.x % lpr) * 8;
+    const int per_thread = (n_rows + R - 1) / R;
+    const T *src = base + (row0 + rsub) * stride_n;
+    const int64_t step = (int64_t)R * stride_n;
+    T *dst = tile + rsub * DP + d0;
+#pragma unroll 1
+    for (int i = 0; i < per_thread; i++, src += step, dst += R * DP) {
+        if (rsub + i * R >= rows_valid) break;
+        if (vec && d0 + 8 <= D) cp_async16(dst, src + d0);
+        else *reinterpret_cast<uint4 *>(dst) = load8_raw(src, d0, D, vec);
+    }
+}
+
+/* INT8-quantize the cta rows of a staged tile (rows >= rows_valid written as 0; channels >= D are
+ * staged as 0 with mean 0, so they quantize to 0) into out (rows of DP bytes), scales of the first
+ * n_scales local groups into scale_out. Thread t owns channels d0 .. d0+7 (d0 = 8 (t % lpr)) of rows
+ * t / lpr + i R (R = kThreads / lpr). The group maxima and the quantization both read the tile in
+ * shared memory, so a block holds few registers. Needs the staged tile, s.row_group, zeroed s.gmax and
+ * s.mean (when smooth), synchronised.
+ * The pinned recipe (quant_s8) without its clamp: |fl(y * fl(127 / amax))| <= 127 (1 + 2^-24)^2 <
+ * 127.5 for |y| <= amax, so rne never leaves [-127, 127]; and fl(q + 1.5 * 2^23) holds q in its low
+ * mantissa bits, so its low byte is the int8 two's complement of q: three byte permutes pack four. */
+template <typename T, int DP>
+__device__ __forceinline__ void quantize_staged_rows(const T *tile, int rows_valid, int cta, bool smooth, int n_scales,
+                                                     float *scale_out, int8_t *out, TileSmem &s) {
+    constexpr int lpr = DP / 8, R = kThreads / lpr;
     const int rsub = threadIdx.x / lpr, d0 = (threadIdx.x % lpr) * 8;
     const int per_thread = (cta + R - 1) / R;
-    {
-        const T *src = base + (row0 + rsub) * stride_n;
-        const int64_t step = (int64_t)R * stride_n;
-#pragma unroll 1
-        for (int i = 0; i < per_thread; i++, src += step) {
-            const int r = rsub + i * R;
-            if (r >= rows_valid) break;
-            T *dst = tile + r * d_pad + d0;
-            if (vec && d0 + 8 <= D) cp_async16(dst, src + d0);
-            else *reinterpret_cast<uint4 *>(dst) = load8_raw(src, d0, D, vec);
-        }
-        cp_async_wait_all();
-    }
-    __syncthreads();
-    float mean[8];
+    float mean[8]; /* as the spec: 0 when not smoothing, and x - 0 = x exactly */
 #pragma unroll
     for (int j = 0; j < 8; j++) mean[j] = smooth ? s.mean[d0 + j] : 0.f;
+    const T *row = tile + rsub * DP + d0;
 #pragma unroll 1
-    for (int i = 0; i < per_thread; i++) {
+    for (int i = 0; i < per_thread; i++, row += R * DP) {
         const int r = rsub + i * R;
         float m = 0.f;
         if (r < rows_valid) {
-            const uint4 raw = *reinterpret_cast<const uint4 *>(tile + r * d_pad + d0);
+            const uint4 raw = *reinterpret_cast<const uint4 *>(row);
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
-                const float x = raw_elem<T>(raw, j);
-                const float y = smooth ? __fsub_rn(x, mean[j]) : x;
-                if (d0 + j < D) m = fmaxf(m, fabsf(y));
-            }
+            for (int j = 0; j < 8; j++) m = fmaxf(m, fabsf(__fsub_rn(raw_elem<T>(raw, j), mean[j])));
         }
-        m = seg_max(m, lpr);
+        m = seg_max<lpr>(m);
         /* x >= 0 orders like its int bits */
         if (r < rows_valid && d0 == 0) atomicMax(&s.gmax[s.row_group[r]], __float_as_int(m));
     }
     __syncthreads();
     tile_group_scales(n_scales, scale_out, s);
     __syncthreads();
-    int8_t *dst = out + (int64_t)rsub * d_pad + d0;
+    int8_t *dst = out + (int64_t)rsub * DP + d0;
+    row = tile + rsub * DP + d0;
 #pragma unroll 1
-    for (int i = 0; i < per_thread; i++, dst += R * d_pad) {
+    for (int i = 0; i < per_thread; i++, dst += R * DP, row += R * DP) {
         const int r = rsub + i * R;
         if (r >= cta) break;
         uint32_t lo = 0, hi = 0;
         if (r < rows_valid) {
-            const uint4 raw = *reinterpret_cast<const uint4 *>(tile + r * d_pad + d0);
+            const uint4 raw = *reinterpret_cast<const uint4 *>(row);
             const float inv = s.inv[s.row_group[r]];
-            int q[8];
+            uint32_t b[8]; /* fl(q + 1.5 * 2^23): q in the low byte */
+            if (inv <= FLT_MAX) {
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
-                const float x = raw_elem<T>(raw, j);
-                const float y = smooth ? __fsub_rn(x, mean[j]) : x;
-                q[j] = d0 + j < D ? quant_s8(y, inv) : 0;
+                for (int j = 0; j < 8; j++)
+                    b[j] = __float_as_uint(
+                        __fadd_rn(__fmul_rn(__fsub_rn(raw_elem<T>(raw, j), mean[j]), inv), 12582912.0f));
+            } else {
+                /* amax < 127 / FLT_MAX (a group of tiny bf16 values): the products overflow; the
+                 * recipe clamps +-Inf to +-127 and takes NaN (0 * Inf) as 0 */
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    const float x = __fmul_rn(__fsub_rn(raw_elem<T>(raw, j), mean[j]), inv);
+                    b[j] = __float_as_uint(__fadd_rn(x != x ? 0.f : fminf(fmaxf(x, -127.f), 127.f), 12582912.0f));
+                }
             }
-            lo = (q[0] & 0xff) | (q[1] & 0xff) << 8 | (q[2] & 0xff) << 16 | (uint32_t)(q[3] & 0xff) << 24;
-            hi = (q[4] & 0xff) | (q[5] & 0xff) << 8 | (q[6] & 0xff) << 16 | (uint32_t)(q[7] & 0xff) << 24;
+            lo = __byte_perm(__byte_perm(b[0], b[1], 0x0040), __byte_perm(b[2], b[3], 0x0040), 0x5410);
+            hi = __byte_perm(__byte_perm(b[4], b[5], 0x0040), __byte_perm(b[6], b[7], 0x0040), 0x5410);
         }
         *reinterpret_cast<uint2 *>(dst) = make_uint2(lo, hi);
     }
+}
+
+/* A Q or K tile of a quantize block: staged once (so 6 blocks fit on an SM), then quantized from
+ * shared memory (tile = cta x DP elements). */
+template <typename T, int DP>
+__device__ void rows_tile(const T *base, int64_t stride_n, int64_t row0, int rows_valid, int cta, int D, bool vec,
+                          bool smooth, int n_scales, float *scale_out, int8_t *out, TileSmem &s, T *tile) {
+    stage_rows<T, DP>(base, stride_n, row0, rows_valid, cta, D, vec, tile);
+    cp_async_wait_all();
+    __syncthreads();
+    quantize_staged_rows<T, DP>(tile, rows_valid, cta, smooth, n_scales, scale_out, out, s);
 }
 
 /* Which (batch, head) and which tile of it block `id` works on; ids < 2^31 (grid.x), so the
@@ -277,7 +323,7 @@ __device__ __forceinline__ TileCoord tile_coord(int64_t id, int tiles_per_head, 
             (int)(id32 - bh32 * (uint32_t)tiles_per_head)};
 }
 
-template <typename T>
+template <typename T, int DP>
 __device__ void quantize_q_tile(const QuantParams &P, int64_t tile_id, TileSmem &s, T *tile) {
     const TileCoord tc = tile_coord(tile_id, P.q_tiles, P.Hq);
     const int qt = tc.tile;
@@ -303,43 +349,86 @@ __device__ void quantize_q_tile(const QuantParams &P, int64_t tile_id, TileSmem 
     const int64_t gpt = sage_q_group_count(P.g, P.gran, cta); /* groups per tile */
     tile_groups_init(cta, (int)gpt, P.q_row_group, s);
     __syncthreads();
-    rows_tile<T>(base, P.qsn, row0, rows_valid, cta, P.D, P.d_pad, P.q_vec, P.smooth_q, (int)gpt,
-                 P.q_scale + bh * P.n_q_groups + qt * gpt, P.q8 + (bh * P.nq_pad + row0) * P.d_pad, s, tile);
+    rows_tile<T, DP>(base, P.qsn, row0, rows_valid, cta, P.D, P.q_vec, P.smooth_q, (int)gpt,
+                     P.q_scale + bh * P.n_q_groups + qt * gpt, P.q8 + (bh * P.nq_pad + row0) * DP, s, tile);
 }
 
-template <typename T>
-__device__ void quantize_k_tile(const QuantParams &P, int64_t tile_id, TileSmem &s, T *tile) {
-    const TileCoord tc = tile_coord(tile_id, P.k_tiles, P.Hkv);
-    const int kt = tc.tile;
-    const int64_t bh = tc.bh, b = tc.b, h = tc.h;
+/* K tile kt of head bh, staged in tile (cta_k x DP), into K8 and k_scale. Needs s.mean (the head's
+ * k_mean) when smoothing, and the block synchronised after the staging. */
+template <typename T, int DP>
+__device__ __forceinline__ void quantize_staged_k_tile(const QuantParams &P, int64_t bh, int kt, const T *tile,
+                                                       TileSmem &s) {
     const int cta = P.g.cta_k;
     const int64_t t0 = (int64_t)kt * cta;
-    const int rows_valid = (int)min((int64_t)cta, P.Nk - t0);
-    const T *kbase = static_cast<const T *>(P.k) + b * P.ksb + h * P.ksh;
-
     const int64_t gpt = sage_k_group_count(P.g, P.gran, cta);
-    for (int d = threadIdx.x; d < P.d_pad; d += kThreads) s.mean[d] = P.k_mean[bh * P.d_pad + d];
     tile_groups_init(cta, (int)gpt, P.k_row_group, s);
     __syncthreads();
     /* With k_block < cta_k the last tile's groups can run past n_k_groups (blocks wholly in the
      * padding): those have no slot. */
-    rows_tile<T>(kbase, P.ksn, t0, rows_valid, cta, P.D, P.d_pad, P.k_vec, P.smooth_k,
-                 (int)min(gpt, P.n_k_groups - kt * gpt), P.k_scale + bh * P.n_k_groups + kt * gpt,
-                 P.k8 + (bh * P.nk_pad + t0) * P.d_pad, s, tile);
+    quantize_staged_rows<T, DP>(tile, (int)min((int64_t)cta, P.Nk - t0), cta, P.smooth_k,
+                                (int)min(gpt, P.n_k_groups - kt * gpt), P.k_scale + bh * P.n_k_groups + kt * gpt,
+                                P.k8 + (bh * P.nk_pad + t0) * DP, s);
 }
 
-/* V: e4m3((v - vm) * (448 / amax)) into V8[d][position] (geometry.h sage_vt_offset). A V block
- * covers kVTokens tokens of one head, staged in shared memory as [token][d_pad] (cp.async, coalesced).
- * Thread (g, c) then takes tokens 16g .. 16g+15 of the block, channels 2c, 2c+1 (2-byte reads, a
- * warp reading consecutive words of a row). Positions 4j .. 4j+3 of a 16-token group hold tokens 2j,
- * 2j+1, 2j+8, 2j+9, so word j of a channel row is e4m3x2 of tokens (2j, 2j+1) | e4m3x2 of tokens
- * (2j+8, 2j+9) << 16: one 16-byte store per channel row. Padding tokens and channels are 0. */
-template <typename T>
+template <typename T, int DP>
+__device__ void quantize_k_tile(const QuantParams &P, int64_t tile_id, TileSmem &s, T *tile) {
+    const TileCoord tc = tile_coord(tile_id, P.k_tiles, P.Hkv);
+    const int cta = P.g.cta_k;
+    const int64_t t0 = (int64_t)tc.tile * cta;
+    stage_rows<T, DP>(static_cast<const T *>(P.k) + tc.b * P.ksb + tc.h * P.ksh, P.ksn, t0,
+                      (int)min((int64_t)cta, P.Nk - t0), cta, P.D, P.k_vec, tile);
+    griddep_wait(); /* k_mean of finalize_kernel (this grid may start before it ends): the loads overlap it */
+    for (int d = threadIdx.x; d < DP; d += kThreads) s.mean[d] = P.k_mean[tc.bh * DP + d];
+    cp_async_wait_all();
+    quantize_staged_k_tile<T, DP>(P, tc.bh, tc.tile, tile, s);
+}
+
+/* V: e4m3((v - vm) * (448 / amax)) into V8[d][position] (geometry.h sage_vt_offset). Positions
+ * 4j .. 4j+3 of a 16-token group hold tokens 2j, 2j+1, 2j+8, 2j+9, so word j of a channel row is
+ * e4m3x2 of tokens (2j, 2j+1) | e4m3x2 of tokens (2j+8, 2j+9) << 16: one 16-byte store per channel row.
+ * One thread, one 16-token group (the first nvalid tokens real, the rest padding, written as 0), two
+ * channels d0, d0 + 1 (one 4-byte read per token): group points at the group's first token, channel
+ * d0, in a [token][DP] staging buffer; vinv / vmean at the channels' multipliers (448 / amax) and means;
+ * vout at V8[d0][group]. A channel with amax == 0 (or d >= D) is written as 0, as the spec. */
+template <typename T, int DP, bool FULL>
+__device__ __forceinline__ void quantize_v_group_as(const T *group, int d0, int D, int nvalid, const float *vinv,
+                                                    const float *vmean, uint8_t *vout, int64_t nk_pad) {
+    const uint32_t *w = reinterpret_cast<const uint32_t *>(group);
+    uint32_t x[16]; /* token k's two channels */
+#pragma unroll
+    for (int k = 0; k < 16; k++) x[k] = FULL || k < nvalid ? w[k * (DP / 2)] : 0u;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const float inv = vinv[i], mn = vmean[i];
+        /* as the spec: vm is 0 when smooth V is off, and x - 0 = x exactly; padding tokens are 0 */
+        const auto y = [&](int k) {
+            const float v = bits_to_float((uint16_t)(i ? x[k] >> 16 : x[k] & 0xffffu), (const T *)nullptr);
+            return FULL || k < nvalid ? __fmul_rn(__fsub_rn(v, mn), inv) : 0.f;
+        };
+        uint32_t o[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) o[j] = e4m3x2(y(2 * j + 1), y(2 * j)) | e4m3x2(y(2 * j + 9), y(2 * j + 8)) << 16;
+        if (d0 + i >= D || !(inv > 0.f)) o[0] = o[1] = o[2] = o[3] = 0u;
+        *reinterpret_cast<uint4 *>(vout + (int64_t)i * nk_pad) = make_uint4(o[0], o[1], o[2], o[3]);
+    }
+}
+template <typename T, int DP>
+__device__ __forceinline__ void quantize_v_group(const T *group, int d0, int D, int nvalid, const float *vinv,
+                                                 const float *vmean, uint8_t *vout, int64_t nk_pad) {
+    if (nvalid >= 16) quantize_v_group_as<T, DP, true>(group, d0, D, nvalid, vinv, vmean, vout, nk_pad);
+    else quantize_v_group_as<T, DP, false>(group, d0, D, nvalid, vinv, vmean, vout, nk_pad);
+}
+
+/* A V block of the quantize grid: kThreads * 32 / DP tokens of one head, staged in shared memory as
+ * [token][DP] (cp.async, coalesced). Thread (g, c) then takes tokens 16g .. 16g+15 of the block,
+ * channels 2c, 2c+1 (a warp reading consecutive words of a row). The staging loop is not stage_rows:
+ * that form costs this 40-register grid 8 bytes of spills on sm_90. */
+template <typename T, int DP>
 __device__ void quantize_v_block(const QuantParams &P, int64_t vid, T *tile) {
     const TileCoord tc = tile_coord(vid, P.v_blocks_per_head, P.Hkv);
     const int vb = tc.tile;
     const int64_t bh = tc.bh, b = tc.b, h = tc.h;
-    const int dp = P.d_pad, ntok = kThreads * 32 / dp; /* 16 KB of 16-bit values per block */
+    constexpr int dp = DP, ntok = kThreads * 32 / DP; /* 16 KB of 16-bit values per block */
     const int64_t tb = (int64_t)vb * ntok;
     const int nvalid_blk = (int)max((int64_t)0, min((int64_t)ntok, P.Nk - tb));
     const T *vbase = static_cast<const T *>(P.v) + b * P.vsb + h * P.vsh;
@@ -361,26 +450,8 @@ __device__ void quantize_v_block(const QuantParams &P, int64_t vid, T *tile) {
     const int g = threadIdx.x / lpr2, d0 = (threadIdx.x % lpr2) * 2;
     const int64_t t0 = tb + 16 * g;
     if (t0 >= P.nk_pad) return;
-    const int nvalid = (int)min((int64_t)16, P.Nk - t0); /* may be <= 0 in the padding */
-    const uint16_t *col = reinterpret_cast<const uint16_t *>(tile) + 16 * g * dp + d0;
-    const float *vinv = P.v_inv + bh * dp + d0, *vmn = P.v_mean + bh * dp + d0;
-    uint8_t *vout = P.v8 + bh * dp * P.nk_pad + t0;
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        const float inv = vinv[i], mn = vmn[i];
-        /* as the spec: vm is 0 when smooth V is off, and x - 0 = x exactly */
-        const bool live = d0 + i < P.D && inv > 0.f;
-        float y[16];
-#pragma unroll
-        for (int k = 0; k < 16; k++)
-            y[k] = live && k < nvalid ? __fmul_rn(__fsub_rn(bits_to_float(col[k * dp + i], (const T *)nullptr), mn), inv)
-                                      : 0.f;
-        uint32_t w[4];
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-            w[j] = e4m3x2(y[2 * j + 1], y[2 * j]) | e4m3x2(y[2 * j + 9], y[2 * j + 8]) << 16;
-        *reinterpret_cast<uint4 *>(vout + (int64_t)(d0 + i) * P.nk_pad) = make_uint4(w[0], w[1], w[2], w[3]);
-    }
+    quantize_v_group<T, DP>(tile + 16 * g * dp + d0, d0, P.D, (int)min((int64_t)16, P.Nk - t0), P.v_inv + bh * dp + d0,
+                            P.v_mean + bh * dp + d0, P.v8 + (bh * dp + d0) * P.nk_pad + t0, P.nk_pad);
 }
 
 /* Six CTAs per SM (<= 40 registers; 5 on sm_89): every block stages its inputs in shared memory. */
@@ -392,25 +463,173 @@ constexpr int kQuantMinCtas = 5; /* sm_89's code needs 48 registers */
 constexpr int kQuantMinCtas = 6;
 #endif
 
-template <typename T>
+template <typename T, int DP>
 __global__ void __launch_bounds__(kThreads, kQuantMinCtas) quantize_kernel(QuantParams P) {
     __shared__ TileSmem s;
     extern __shared__ __align__(16) uint8_t tile_bytes[]; /* Q/K tile (max(cta_q, cta_k) x d_pad) or V tile */
     T *tile = reinterpret_cast<T *>(tile_bytes);
     int64_t id = blockIdx.x;
-    if (id < P.n_q_blocks) { quantize_q_tile<T>(P, id, s, tile); return; }
+    if (id < P.n_q_blocks) { quantize_q_tile<T, DP>(P, id, s, tile); return; }
     id -= P.n_q_blocks;
     /* K and V blocks head by head, the last (b, h) first: the reduction pass read the heads in
      * (b, h) order, so the last ones' K and V are still in L2. */
     const int per_head = P.k_tiles + (P.n_v_blocks ? (int)P.v_blocks_per_head : 0);
     const int64_t bh = P.B * P.Hkv - 1 - id / per_head;
     const int j = (int)(id % per_head);
-    if (j < P.k_tiles) {
-        griddep_wait(); /* k_mean of finalize_kernel (this grid may start before it ends) */
-        quantize_k_tile<T>(P, bh * P.k_tiles + j, s, tile);
-    } else {
-        quantize_v_block<T>(P, bh * P.v_blocks_per_head + (j - P.k_tiles), tile);
+    if (j < P.k_tiles) quantize_k_tile<T, DP>(P, bh * P.k_tiles + j, s, tile);
+    else quantize_v_block<T, DP>(P, bh * P.v_blocks_per_head + (j - P.k_tiles), tile);
+}
+
+/* ---- 1-3 in one pass: a thread block cluster per (batch, kv head, K or V) (sm_90+) ---------------
+ * An item is one head's K or V. Its tokens are cut in kv_cluster chunks of kv_chunk tokens (whole K
+ * tiles, <= 64 KB), one per CTA of a cluster. A CTA stages its chunk in shared memory once and keeps it
+ * there: it takes the chunk's column statistics (sums; V also extrema), exchanges them with the
+ * cluster's other CTAs through distributed shared memory (every CTA combines every CTA's partials in
+ * rank order, so all derive the same bits; rank 0 stores them in the workspace), and quantizes the
+ * chunk. Each input byte is read from memory once; the split path reads K and V twice.
+ * (A persistent grid whose CTAs double-buffer their chunk, two per SM, measured slower: docs/perf-log.md.) */
+constexpr uint32_t kMaxKvCluster = 8; /* the portable cluster size (quant.h: kv_cluster) */
+
+struct OnePassSmem {
+    union {
+        float comb[3][512]; /* per row group: [quantity][group * d_pad + channel], groups * d_pad = 512 */
+        TileSmem s;         /* the K tiles' quantization, after the statistics */
+    };
+    float part[3][256];     /* this CTA's chunk: sum, max, min per channel; read by the whole cluster */
+    float vinv[256], vmean[256];
+};
+
+/* fs.part[0][d] = sum, and with MINMAX part[1][d] / part[2][d] = max / min, of channel d over the
+ * rows_valid rows staged in tile ([row][d_pad]). Thread (g, c) takes channels 2c, 2c+1 of rows g,
+ * g + G, ... (G = kThreads / (d_pad / 2) row groups, one 4-byte read per row); thread d then combines
+ * the G groups in order. Fixed order: every run gives the same bits. */
+template <typename T, int DP, bool MINMAX>
+__device__ void chunk_column_stats(const T *tile, int rows_valid, OnePassSmem &fs) {
+    constexpr int d_pad = DP, lpr2 = DP / 2, G = kThreads / lpr2;
+    const int g = threadIdx.x / lpr2, d0 = (threadIdx.x % lpr2) * 2;
+    float sum[2] = {0.f, 0.f}, mx[2] = {-INFINITY, -INFINITY}, mn[2] = {INFINITY, INFINITY};
+    const uint32_t *w = reinterpret_cast<const uint32_t *>(tile + g * d_pad + d0);
+#pragma unroll 4
+    for (int r = g; r < rows_valid; r += G, w += G * lpr2) {
+        const uint32_t x = *w;
+        const float v[2] = {bits_to_float((uint16_t)(x & 0xffffu), (const T *)nullptr),
+                            bits_to_float((uint16_t)(x >> 16), (const T *)nullptr)};
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            sum[i] = __fadd_rn(sum[i], v[i]);
+            if (MINMAX) { mx[i] = fmaxf(mx[i], v[i]); mn[i] = fminf(mn[i], v[i]); }
+        }
     }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        fs.comb[0][g * d_pad + d0 + i] = sum[i];
+        if (MINMAX) { fs.comb[1][g * d_pad + d0 + i] = mx[i]; fs.comb[2][g * d_pad + d0 + i] = mn[i]; }
+    }
+    __syncthreads();
+    for (int d = threadIdx.x; d < d_pad; d += kThreads) {
+        float s = fs.comb[0][d];
+        for (int j = 1; j < G; j++) s = __fadd_rn(s, fs.comb[0][j * d_pad + d]);
+        fs.part[0][d] = s;
+        if (MINMAX) {
+            float hi = fs.comb[1][d], lo = fs.comb[2][d];
+            for (int j = 1; j < G; j++) { hi = fmaxf(hi, fs.comb[1][j * d_pad + d]); lo = fminf(lo, fs.comb[2][j * d_pad + d]); }
+            fs.part[1][d] = hi;
+            fs.part[2][d] = lo;
+        }
+    }
+}
+
+/* The head's statistics of channel d from the partials of the cluster's C (<= 8) CTAs, in rank
+ * order: quantity q (0 sum, 1 max, 2 min) of rank r is part[q][d] in CTA r's shared memory. The
+ * cluster barrier before this orders the partials; the loads are independent and issued together. */
+__device__ __forceinline__ void cluster_column(const float (*part)[256], int d, uint32_t C, bool minmax, float &sum,
+                                               float &hi, float &lo) {
+    float s[kMaxKvCluster], h[kMaxKvCluster], l[kMaxKvCluster];
+#pragma unroll
+    for (uint32_t r = 0; r < kMaxKvCluster; r++)
+        if (r < C) {
+            s[r] = ld_cluster_f32(&part[0][d], r);
+            if (minmax) { h[r] = ld_cluster_f32(&part[1][d], r); l[r] = ld_cluster_f32(&part[2][d], r); }
+        }
+    sum = 0.f; hi = -INFINITY; lo = INFINITY;
+#pragma unroll
+    for (uint32_t r = 0; r < kMaxKvCluster; r++)
+        if (r < C) {
+            sum = __fadd_rn(sum, s[r]);
+            if (minmax) { hi = fmaxf(hi, h[r]); lo = fminf(lo, l[r]); }
+        }
+}
+
+/* Grid: kv_cluster CTAs per item, items = the (b, h) heads' K, then (FP8 PV) their V; clusters of
+ * kv_cluster CTAs along x, so a CTA's rank in its cluster is blockIdx.x % kv_cluster. Dynamic shared
+ * memory: the chunk, kv_chunk x d_pad elements. */
+template <typename T, int DP>
+__global__ void __launch_bounds__(kThreads, 3) kv_one_pass_kernel(QuantParams P) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* clusters; launched only on sm_90+ */
+    __shared__ OnePassSmem fs;
+    extern __shared__ __align__(16) uint8_t chunk_bytes[];
+    const T *tile = reinterpret_cast<const T *>(chunk_bytes);
+    const uint32_t C = (uint32_t)P.kv_cluster, item = blockIdx.x / C, rank = blockIdx.x % C;
+    const uint32_t heads = (uint32_t)(P.B * P.Hkv);
+    const bool is_v = item >= heads;
+    const uint32_t bh32 = is_v ? item - heads : item, b = bh32 / (uint32_t)P.Hkv, h = bh32 % (uint32_t)P.Hkv;
+    const int64_t bh = bh32;
+    constexpr int dp = DP;
+    const int chunk = P.kv_chunk;
+    const int64_t t0 = (int64_t)rank * chunk;
+    const int rows_valid = (int)max((int64_t)0, min((int64_t)chunk, P.Nk - t0));
+    if (is_v)
+        stage_rows<T, DP>(static_cast<const T *>(P.v) + b * P.vsb + h * P.vsh, P.vsn, t0, rows_valid, chunk, P.D,
+                          P.v_vec, reinterpret_cast<T *>(chunk_bytes));
+    else
+        stage_rows<T, DP>(static_cast<const T *>(P.k) + b * P.ksb + h * P.ksh, P.ksn, t0, rows_valid, chunk, P.D,
+                          P.k_vec, reinterpret_cast<T *>(chunk_bytes));
+    cp_async_wait_all();
+    __syncthreads();
+    const bool stats = is_v || P.smooth_k;
+    if (stats) {
+        if (is_v) chunk_column_stats<T, DP, true>(tile, rows_valid, fs);
+        else chunk_column_stats<T, DP, false>(tile, rows_valid, fs);
+        cluster_arrive(); /* this CTA's partials (and its reads of comb) before the others' reads */
+        cluster_wait();
+    }
+    for (int d = threadIdx.x; d < dp; d += kThreads) {
+        float sum = 0.f, hi = -INFINITY, lo = INFINITY;
+        if (stats) cluster_column(fs.part, d, C, is_v, sum, hi, lo);
+        if (is_v) {
+            const ChannelStats st = channel_stats(P, d, 0.f, sum, hi, lo);
+            fs.vinv[d] = st.vinv;
+            fs.vmean[d] = st.vmean;
+            if (rank == 0) { P.v_scale[bh * dp + d] = st.vscale; P.v_mean[bh * dp + d] = st.vmean; }
+        } else {
+            const ChannelStats st = channel_stats(P, d, sum, 0.f, 0.f, 0.f);
+            fs.s.mean[d] = st.km;
+            if (rank == 0) P.k_mean[bh * dp + d] = st.km;
+        }
+    }
+    /* done with the others' partials (every value read has been used above); they wait for this
+     * before leaving. Relaxed: a release here would also wait for the k_mean / v stores. */
+    if (stats) cluster_arrive_relaxed();
+    __syncthreads();
+    if (is_v) {
+        /* thread (g, c): 16-token groups g, g + G, ... of the chunk (G = kThreads / (d_pad / 2)), channels 2c, 2c+1 */
+        const int lpr2 = dp / 2, d0 = (threadIdx.x % lpr2) * 2;
+        for (int g = threadIdx.x / lpr2; 16 * g < chunk && t0 + 16 * g < P.nk_pad; g += kThreads / lpr2) {
+            const int64_t tg = t0 + 16 * g;
+            quantize_v_group<T, DP>(tile + 16 * g * dp + d0, d0, P.D, (int)min((int64_t)16, P.Nk - tg), fs.vinv + d0,
+                                    fs.vmean + d0, P.v8 + (bh * dp + d0) * P.nk_pad + tg, P.nk_pad);
+        }
+    } else {
+        const int cta = P.g.cta_k;
+        for (int i = 0; i < chunk / cta && t0 + (int64_t)i * cta < P.nk_pad; i++) {
+            quantize_staged_k_tile<T, DP>(P, bh, (int)(t0 / cta) + i, tile + i * cta * dp, fs.s);
+            __syncthreads(); /* fs.s is the next tile's */
+        }
+    }
+    if (stats) cluster_wait();
+#else
+    (void)P;
+#endif
 }
 
 /* ---- 4. smooth-Q bias: qk_bias[b,h,qb,t] = sum_d qm[d] * (k[t][d] - km[d]); one warp per key ---- */
@@ -434,8 +653,29 @@ __global__ void __launch_bounds__(kThreads) qk_bias_kernel(QuantParams P) {
     if (lane == 0) P.qk_bias[(bh * n_qb + qb) * P.nk_pad + t] = acc;
 }
 
-template <typename T>
-sage_status launch_all(const QuantParams &P, cudaStream_t st, sage_msg msg) {
+/* quantize_kernel over P's blocks (cfg: stream and attributes). */
+template <typename T, int DP>
+sage_status launch_quantize(const QuantParams &P, cudaLaunchConfig_t cfg, sage_msg msg) {
+    const int64_t blocks = P.n_q_blocks + P.n_k_blocks + P.n_v_blocks;
+    const size_t tile_bytes = max((size_t)max(P.g.cta_q, P.g.cta_k) * P.d_pad * sizeof(T), P.fp8 ? (size_t)kVTileBytes : 0);
+    if (tile_bytes > 48 * 1024)
+        SAGE_CUDA_TRY(cudaFuncSetAttribute(quantize_kernel<T, DP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int)tile_bytes),
+                      "cudaFuncSetAttribute(quantize)", msg);
+    /* All of the unified L1 as shared memory: 6 staged tiles per SM (the loads do not reuse L1). */
+    SAGE_CUDA_TRY(cudaFuncSetAttribute(quantize_kernel<T, DP>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                       (int)cudaSharedmemCarveoutMaxShared),
+                  "cudaFuncSetAttribute(quantize carveout)", msg);
+    cfg.gridDim = dim3((unsigned)blocks);
+    cfg.blockDim = dim3(kThreads);
+    cfg.dynamicSmemBytes = tile_bytes;
+    SAGE_CUDA_TRY(cudaLaunchKernelEx(&cfg, quantize_kernel<T, DP>, P), "sage quantize", msg);
+    return sage_cuda_check_launch("sage quantize", msg);
+}
+
+/* reduce, finalize and quantize as three grids (the last two by PDL on sm_90+). */
+template <typename T, int DP>
+sage_status launch_split(const QuantParams &P, cudaStream_t st, sage_msg msg) {
     if (P.smooth_k || P.fp8) {
         reduce_kernel<T><<<dim3(P.n_chunks, (unsigned)P.Hkv, (unsigned)P.B), kThreads, 0, st>>>(P);
         if (sage_status s = sage_cuda_check_launch("sage quant reduce", msg)) return s;
@@ -453,21 +693,50 @@ sage_status launch_all(const QuantParams &P, cudaStream_t st, sage_msg msg) {
     cfg.blockDim = dim3((unsigned)P.d_pad);
     SAGE_CUDA_TRY(cudaLaunchKernelEx(&cfg, finalize_kernel, P), "sage quant finalize", msg);
     if (sage_status s = sage_cuda_check_launch("sage quant finalize", msg)) return s;
-    const int64_t blocks = P.n_q_blocks + P.n_k_blocks + P.n_v_blocks;
-    const size_t tile_bytes = max((size_t)max(P.g.cta_q, P.g.cta_k) * P.d_pad * sizeof(T), P.fp8 ? (size_t)kVTileBytes : 0);
-    if (tile_bytes > 48 * 1024)
-        SAGE_CUDA_TRY(cudaFuncSetAttribute(quantize_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           (int)tile_bytes),
-                      "cudaFuncSetAttribute(quantize)", msg);
-    /* All of the unified L1 as shared memory: 6 staged tiles per SM (the loads do not reuse L1). */
-    SAGE_CUDA_TRY(cudaFuncSetAttribute(quantize_kernel<T>, cudaFuncAttributePreferredSharedMemoryCarveout,
+    return launch_quantize<T, DP>(P, cfg, msg);
+}
+
+/* The one-pass path: Q tiles (if any) by a quantize grid of Q tiles only, then K and V by
+ * kv_one_pass_kernel (the split path where its cluster does not fit the device). */
+template <typename T, int DP>
+sage_status launch_one_pass(const QuantParams &P, cudaStream_t st, sage_msg msg) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.stream = st;
+    const size_t chunk_bytes = (size_t)P.kv_chunk * P.d_pad * sizeof(T);
+    if (chunk_bytes > 48 * 1024)
+        SAGE_CUDA_TRY(cudaFuncSetAttribute(kv_one_pass_kernel<T, DP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int)chunk_bytes),
+                      "cudaFuncSetAttribute(one-pass quantize)", msg);
+    SAGE_CUDA_TRY(cudaFuncSetAttribute(kv_one_pass_kernel<T, DP>, cudaFuncAttributePreferredSharedMemoryCarveout,
                                        (int)cudaSharedmemCarveoutMaxShared),
-                  "cudaFuncSetAttribute(quantize carveout)", msg);
-    cfg.gridDim = dim3((unsigned)blocks);
+                  "cudaFuncSetAttribute(one-pass quantize carveout)", msg);
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = (unsigned)P.kv_cluster;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
     cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = tile_bytes;
-    SAGE_CUDA_TRY(cudaLaunchKernelEx(&cfg, quantize_kernel<T>, P), "sage quantize", msg);
-    if (sage_status s = sage_cuda_check_launch("sage quantize", msg)) return s;
+    cfg.dynamicSmemBytes = chunk_bytes;
+    cfg.gridDim = dim3((unsigned)(P.B * P.Hkv * (P.fp8 ? 2 : 1) * P.kv_cluster));
+    int fit = 0; /* clusters resident at once */
+    SAGE_CUDA_TRY(cudaOccupancyMaxActiveClusters(&fit, kv_one_pass_kernel<T, DP>, &cfg), "cudaOccupancyMaxActiveClusters", msg);
+    if (fit < 1) return launch_split<T, DP>(P, st, msg); /* no such cluster fits this device */
+    if (P.n_q_blocks) {
+        QuantParams Q = P;
+        Q.n_k_blocks = Q.n_v_blocks = 0;
+        cudaLaunchConfig_t qcfg = {};
+        qcfg.stream = st;
+        if (sage_status s = launch_quantize<T, DP>(Q, qcfg, msg)) return s;
+    }
+    SAGE_CUDA_TRY(cudaLaunchKernelEx(&cfg, kv_one_pass_kernel<T, DP>, P), "sage one-pass quantize", msg);
+    return sage_cuda_check_launch("sage one-pass quantize", msg);
+}
+
+template <typename T, int DP>
+sage_status launch_all(const QuantParams &P, cudaStream_t st, sage_msg msg) {
+    if (sage_status s = P.kv_cluster ? launch_one_pass<T, DP>(P, st, msg) : launch_split<T, DP>(P, st, msg)) return s;
     if (P.smooth_q) {
         dim3 grid((unsigned)((P.nk_pad + kWarps - 1) / kWarps), (unsigned)(P.nq_pad / P.g.cta_q),
                   (unsigned)(P.B * P.Hq));
@@ -512,14 +781,24 @@ extern "C" void sage_cuda_quant_layout_init(const sage_problem *p, sage_geometry
     L->off_qk_bias = take(&c, p->smooth_q ? sizeof(float) * (size_t)(B * Hq * n_qb * L->nk_pad) : 0);
     L->off_scratch = take(&c, sizeof(float) * (size_t)(B * Hkv * (chunks * 4 + 1) * d_pad));
     L->total = c;
+    /* The one-pass path (sm_90+, a reduction to do): chunks of whole K tiles, as large as 64 KB of 16-bit
+     * values allows (3 CTAs per SM; staged bytes per SM are what the kernel's speed follows), spread
+     * evenly over the fewest CTAs; at most 8 CTAs (the portable cluster size) per head. */
+    L->kv_cluster = L->kv_chunk = 0;
+    const int64_t k_tiles = L->nk_pad / g.cta_k, m_max = 64 * 1024 / (g.cta_k * d_pad * 2);
+    if (p->cuda_cc >= 90 && (p->smooth_k || fp8) && m_max >= 1 && k_tiles <= 8 * m_max && B * Hkv * 2 * 8 <= INT32_MAX) {
+        const int64_t n = (k_tiles + m_max - 1) / m_max, m = (k_tiles + n - 1) / n; /* n CTAs of m tiles */
+        L->kv_cluster = (int)n;
+        L->kv_chunk = (int)(m * g.cta_k);
+    }
 }
 
 extern "C" sage_status sage_cuda_quantize(const sage_problem *p, sage_geometry g, const sage_cuda_quant_layout *L,
                                           void *ws, void *stream, sage_msg msg) {
     using namespace sage;
     const sage_args *a = &p->a;
-    if (L->d_pad % 64 != 0 || L->d_pad > 256 || L->d_pad < a->head_dim || g.cta_q > 256 || g.cta_k > 256 ||
-        g.cta_k % 16 != 0)
+    if ((L->d_pad != 64 && L->d_pad != 128 && L->d_pad != 256) || L->d_pad < a->head_dim || g.cta_q > 256 ||
+        g.cta_k > 256 || g.cta_k % 16 != 0)
         return sage_fail(msg, SAGE_ERR_UNSUPPORTED, "quantization: unsupported geometry (d_pad %lld, tiles %d x %d)",
                          (long long)L->d_pad, g.cta_q, g.cta_k);
     if (a->dtype != SAGE_DTYPE_FP16 && a->dtype != SAGE_DTYPE_BF16)
@@ -547,6 +826,8 @@ extern "C" sage_status sage_cuda_quantize(const sage_problem *p, sage_geometry g
         P.n_q_blocks = L->q8 ? a->batch * a->heads_q * P.q_tiles : 0;
     }
     P.pdl = p->cuda_cc >= 90;
+    P.kv_cluster = L->kv_cluster;
+    P.kv_chunk = L->kv_chunk;
     {
         const int64_t gq = sage_q_group_count(g, p->qk_groups, g.cta_q), gk = sage_k_group_count(g, p->qk_groups, g.cta_k);
         for (int r = 0; r < g.cta_q; r++) {
@@ -581,5 +862,10 @@ extern "C" sage_status sage_cuda_quantize(const sage_problem *p, sage_geometry g
     P.partial = reinterpret_cast<float *>(w + L->off_scratch);
     P.v_inv = P.partial + (size_t)P.B * P.Hkv * P.n_chunks * 4 * P.d_pad;
     cudaStream_t st = static_cast<cudaStream_t>(stream);
-    return a->dtype == SAGE_DTYPE_FP16 ? launch_all<__half>(P, st, msg) : launch_all<__nv_bfloat16>(P, st, msg);
+    const bool fp16 = a->dtype == SAGE_DTYPE_FP16;
+    switch (P.d_pad) {
+    case 64: return fp16 ? launch_all<__half, 64>(P, st, msg) : launch_all<__nv_bfloat16, 64>(P, st, msg);
+    case 128: return fp16 ? launch_all<__half, 128>(P, st, msg) : launch_all<__nv_bfloat16, 128>(P, st, msg);
+    default: return fp16 ? launch_all<__half, 256>(P, st, msg) : launch_all<__nv_bfloat16, 256>(P, st, msg);
+    }
 }

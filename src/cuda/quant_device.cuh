@@ -89,6 +89,39 @@ __device__ __forceinline__ void griddep_launch_dependents() {
 #endif
 }
 
+/* Thread block clusters (sm_90+; never called below): a barrier of every thread of the cluster, split
+ * in its arrive (release: this thread's earlier memory accesses are ordered before it; relaxed: none
+ * are) and its wait (acquire); and a 32-bit load from the shared memory of the cluster's CTA `rank`,
+ * at the address that `local` has in this CTA (mapa). */
+__device__ __forceinline__ void cluster_arrive() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ float ld_cluster_f32(const float *local, uint32_t rank) {
+    float v = 0.f;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    uint32_t remote;
+    asm("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"((uint32_t)__cvta_generic_to_shared(local)), "r"(rank));
+    /* volatile: stays after the cluster barrier that orders the data; no memory clobber, so a run
+     * of these loads issues back to back */
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote));
+#else
+    (void)local; (void)rank;
+#endif
+    return v;
+}
+
 } // namespace sage
 
 #endif

@@ -62,7 +62,7 @@ struct DevBuf {
 } // namespace
 
 static gpu_result run_impl(const tc_data *d, tc_out *out, tc_opts opts, const char *name, bool keep_ws,
-                           const sage_geometry *qgeo, int64_t qdpad) {
+                           const sage_geometry *qgeo, int64_t qdpad, bool split = false) {
     gpu_result r;
     const tc_case *c = &d->c;
     const size_t es = es_of(c->dtype);
@@ -99,7 +99,10 @@ static gpu_result run_impl(const tc_data *d, tc_out *out, tc_opts opts, const ch
     cudaMemset(lse_dev, 0xFF, lse_bytes);
     pd.a.o = o_dev;
     pd.a.lse = out->lse ? static_cast<float *>(lse_dev) : nullptr;
-    if (qgeo) sage_cuda_quant_layout_init(&pd, *qgeo, qdpad, 1, &r.L);
+    if (qgeo) {
+        sage_cuda_quant_layout_init(&pd, *qgeo, qdpad, 1, &r.L);
+        if (split) r.L.kv_cluster = r.L.kv_chunk = 0;
+    }
     else if (k != &sage_cuda_reference_kernel) sage_cuda_kernel_quant_layout(k, &pd, &r.L);
     const size_t ws_bytes = qgeo ? r.L.total : k->workspace_size(k, &pd);
     if (ws_bytes) {
@@ -131,8 +134,8 @@ gpu_result gpu_run(const tc_data *d, tc_out *out, tc_opts opts, const char *name
     return run_impl(d, out, opts, name, keep_ws, nullptr, 0);
 }
 
-gpu_result gpu_run_quant(const tc_data *d, tc_out *out, tc_opts opts, sage_geometry g, int64_t d_pad) {
-    return run_impl(d, out, opts, "cuda_sm80_mma", true, &g, d_pad);
+gpu_result gpu_run_quant(const tc_data *d, tc_out *out, tc_opts opts, sage_geometry g, int64_t d_pad, bool split) {
+    return run_impl(d, out, opts, "cuda_sm80_mma", true, &g, d_pad, split);
 }
 
 /* [rows][d_pad] floats of the workspace -> [rows][D]. */

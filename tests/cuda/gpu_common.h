@@ -32,8 +32,9 @@ struct gpu_result {
 gpu_result gpu_run(const tc_data *d, tc_out *out, tc_opts opts, const char *name, bool keep_ws);
 
 /* Only the quantization (sage_cuda_quantize) with geometry g and padded head dim d_pad; the
- * workspace is kept. o / lse are not written. */
-gpu_result gpu_run_quant(const tc_data *d, tc_out *out, tc_opts opts, sage_geometry g, int64_t d_pad);
+ * workspace is kept. o / lse are not written. split: the split path even where the layout would
+ * take the one-pass path (r.L.kv_cluster reports which one ran). */
+gpu_result gpu_run_quant(const tc_data *d, tc_out *out, tc_opts opts, sage_geometry g, int64_t d_pad, bool split);
 
 /* The spec's quantized tensors of a GPU run (fed the GPU's means), for bit comparisons. */
 struct gpu_spec_quant {

@@ -58,19 +58,28 @@ long long compare_quant(const tc_data *d, const gpu_result &r, const gpu_spec_qu
     return mm.n;
 }
 
-void quant_case(tc_case c, tc_opts o, sage_geometry g, int64_t d_pad, const char *label) {
+/* One case through the path its layout takes and, where that is the one-pass path (sm_90+, short
+ * heads), through the split path too. Returns the layout's kv_cluster (0: split path only). */
+int quant_case(tc_case c, tc_opts o, sage_geometry g, int64_t d_pad, const char *label) {
     tc_data *d = tc_make(&c);
     tc_out out = tc_out_alloc(d);
-    gpu_result r = gpu_run_quant(d, &out, o, g, d_pad);
-    CHECK_MSG(r.status == SAGE_OK, "%s: %s", label, r.msg);
-    if (r.status == SAGE_OK) {
-        gpu_spec_quant sq;
-        gpu_spec_quantize(d, r, g, &sq);
-        const long long n = compare_quant(d, r, sq);
-        CHECK_MSG(n == 0, "%s: %lld quantized bytes/scales differ from the spec", label, n);
+    int kv_cluster = 0;
+    for (int split = 0; split < 2; split++) {
+        gpu_result r = gpu_run_quant(d, &out, o, g, d_pad, split);
+        CHECK_MSG(r.status == SAGE_OK, "%s (%s path): %s", label, split ? "split" : "default", r.msg);
+        if (r.status == SAGE_OK) {
+            gpu_spec_quant sq;
+            gpu_spec_quantize(d, r, g, &sq);
+            const long long n = compare_quant(d, r, sq);
+            CHECK_MSG(n == 0, "%s (%s path, cluster %d): %lld quantized bytes/scales differ from the spec", label,
+                      split ? "split" : "default", r.L.kv_cluster, n);
+        }
+        if (!split) kv_cluster = r.L.kv_cluster;
+        if (!kv_cluster) break; /* the default was the split path */
     }
     tc_out_free(&out);
     tc_free(d);
+    return kv_cluster;
 }
 
 } // namespace
@@ -161,5 +170,37 @@ TEST(gpu_quant_bitexact_multi_chunk) {
         snprintf(label, sizeof label, "multi-chunk D%lld cta %d/%d %s", (long long)c.D, g.cta_q, g.cta_k,
                  i & 1 ? "bf16" : "fp16");
         quant_case(c, o, g, c.D, label);
+    }
+}
+
+/* The one-pass path (sm_90: a cluster of at most 8 CTAs per head, each holding <= 64 KB of one
+ * tensor) on both sides of its limits: the longest heads it takes and the first too long for it (the
+ * split path), uneven chunks (the last CTA's second tile wholly past nk_pad), single-CTA clusters,
+ * odd lengths. */
+TEST(gpu_quant_bitexact_one_pass_limits) {
+    if (!gpu_available()) return;
+    if (gpu_cc() < 90) { sage_test_skip("the one-pass path needs sm_90"); return; }
+    const sage_geometry hop = SAGE_SM90_GEOMETRY;
+    struct { int64_t D, Nk; int want_cluster; } cases[] = {
+        {128, 1024, 4}, {128, 1025, 5}, {128, 2048, 8}, {128, 2049, 0}, {64, 4096, 8}, {64, 4097, 0},
+        {256, 1024, 8}, {256, 1025, 0}, {128, 77, 1}, {96, 1500, 6},
+    };
+    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
+        tc_case c = tc_case_default();
+        c.dtype = i & 1 ? SAGE_DTYPE_BF16 : SAGE_DTYPE_FP16;
+        c.B = 2; c.Hq = 2; c.Hkv = 1; c.Nq = 64; c.Nk = cases[i].Nk; c.D = cases[i].D;
+        c.input = i % 3 == 1 ? TC_KBIAS : i % 3 == 2 ? TC_VBIAS : TC_RANDN;
+        c.seed = 700 + i;
+        tc_opts o = tc_opts_default();
+        o.pv = SAGE_PV_FP8;
+        o.smooth_v = i % 4 == 3;
+        o.smooth_k = i != 8;
+        char label[96];
+        snprintf(label, sizeof label, "one-pass limits D%lld Nk%lld %s", (long long)c.D, (long long)c.Nk,
+                 i & 1 ? "bf16" : "fp16");
+        const int64_t d_pad = c.D <= 64 ? 64 : c.D <= 128 ? 128 : 256;
+        const int got = quant_case(c, o, hop, d_pad, label);
+        CHECK_MSG(got == cases[i].want_cluster, "%s: cluster of %d CTAs, expected %d", label, got,
+                  cases[i].want_cluster);
     }
 }
