@@ -488,7 +488,6 @@ __global__ void __launch_bounds__(kThreads, kQuantMinCtas) quantize_kernel(Quant
  * rank order, so all derive the same bits; rank 0 stores them in the workspace), and quantizes the
  * chunk. Each input byte is read from memory once; the split path reads K and V twice.
  * (A persistent grid whose CTAs double-buffer their chunk, two per SM, measured slower: docs/perf-log.md.) */
-constexpr uint32_t kMaxKvCluster = 8; /* the portable cluster size (quant.h: kv_cluster) */
 
 struct OnePassSmem {
     union {
@@ -539,25 +538,27 @@ __device__ void chunk_column_stats(const T *tile, int rows_valid, OnePassSmem &f
     }
 }
 
-/* The head's statistics of channel d from the partials of the cluster's C (<= 8) CTAs, in rank
- * order: quantity q (0 sum, 1 max, 2 min) of rank r is part[q][d] in CTA r's shared memory. The
- * cluster barrier before this orders the partials; the loads are independent and issued together. */
+/* The head's statistics of channel d from the partials of the cluster's C CTAs, in rank order:
+ * quantity q (0 sum, 1 max, 2 min) of rank r is part[q][d] in CTA r's shared memory. The cluster
+ * barrier before this orders the partials; the loads are issued 8 ranks at a time. */
 __device__ __forceinline__ void cluster_column(const float (*part)[256], int d, uint32_t C, bool minmax, float &sum,
                                                float &hi, float &lo) {
-    float s[kMaxKvCluster], h[kMaxKvCluster], l[kMaxKvCluster];
-#pragma unroll
-    for (uint32_t r = 0; r < kMaxKvCluster; r++)
-        if (r < C) {
-            s[r] = ld_cluster_f32(&part[0][d], r);
-            if (minmax) { h[r] = ld_cluster_f32(&part[1][d], r); l[r] = ld_cluster_f32(&part[2][d], r); }
-        }
     sum = 0.f; hi = -INFINITY; lo = INFINITY;
+    for (uint32_t r0 = 0; r0 < C; r0 += 8) {
+        float s[8], h[8], l[8];
 #pragma unroll
-    for (uint32_t r = 0; r < kMaxKvCluster; r++)
-        if (r < C) {
-            sum = __fadd_rn(sum, s[r]);
-            if (minmax) { hi = fmaxf(hi, h[r]); lo = fminf(lo, l[r]); }
-        }
+        for (uint32_t r = 0; r < 8; r++)
+            if (r0 + r < C) {
+                s[r] = ld_cluster_f32(&part[0][d], r0 + r);
+                if (minmax) { h[r] = ld_cluster_f32(&part[1][d], r0 + r); l[r] = ld_cluster_f32(&part[2][d], r0 + r); }
+            }
+#pragma unroll
+        for (uint32_t r = 0; r < 8; r++)
+            if (r0 + r < C) {
+                sum = __fadd_rn(sum, s[r]);
+                if (minmax) { hi = fmaxf(hi, h[r]); lo = fminf(lo, l[r]); }
+            }
+    }
 }
 
 /* Grid: kv_cluster CTAs per item, items = the (b, h) heads' K, then (FP8 PV) their V; clusters of
@@ -710,6 +711,9 @@ sage_status launch_one_pass(const QuantParams &P, cudaStream_t st, sage_msg msg)
     SAGE_CUDA_TRY(cudaFuncSetAttribute(kv_one_pass_kernel<T, DP>, cudaFuncAttributePreferredSharedMemoryCarveout,
                                        (int)cudaSharedmemCarveoutMaxShared),
                   "cudaFuncSetAttribute(one-pass quantize carveout)", msg);
+    if (P.kv_cluster > 8) /* beyond the portable size: H100 / H200 take 16 */
+        SAGE_CUDA_TRY(cudaFuncSetAttribute(kv_one_pass_kernel<T, DP>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1),
+                      "cudaFuncSetAttribute(one-pass quantize cluster size)", msg);
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeClusterDimension;
     attr[0].val.clusterDim.x = (unsigned)P.kv_cluster;
@@ -783,10 +787,11 @@ extern "C" void sage_cuda_quant_layout_init(const sage_problem *p, sage_geometry
     L->total = c;
     /* The one-pass path (sm_90+, a reduction to do): chunks of whole K tiles, as large as 64 KB of 16-bit
      * values allows (3 CTAs per SM; staged bytes per SM are what the kernel's speed follows), spread
-     * evenly over the fewest CTAs; at most 8 CTAs (the portable cluster size) per head. */
+     * evenly over the fewest CTAs; at most SAGE_CUDA_MAX_KV_CLUSTER CTAs per head. */
     L->kv_cluster = L->kv_chunk = 0;
     const int64_t k_tiles = L->nk_pad / g.cta_k, m_max = 64 * 1024 / (g.cta_k * d_pad * 2);
-    if (p->cuda_cc >= 90 && (p->smooth_k || fp8) && m_max >= 1 && k_tiles <= 8 * m_max && B * Hkv * 2 * 8 <= INT32_MAX) {
+    if (p->cuda_cc >= 90 && (p->smooth_k || fp8) && m_max >= 1 && k_tiles <= SAGE_CUDA_MAX_KV_CLUSTER * m_max &&
+        B * Hkv * 2 * SAGE_CUDA_MAX_KV_CLUSTER <= INT32_MAX) {
         const int64_t n = (k_tiles + m_max - 1) / m_max, m = (k_tiles + n - 1) / n; /* n CTAs of m tiles */
         L->kv_cluster = (int)n;
         L->kv_chunk = (int)(m * g.cta_k);

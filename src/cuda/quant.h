@@ -33,11 +33,16 @@ typedef struct sage_cuda_quant_layout {
     int64_t n_q_groups, n_k_groups;     /* per head (geometry.h counts) */
     size_t off_q8, off_q_scale, off_k8, off_k_scale, off_k_mean, off_v8, off_v_scale, off_v_mean,
         off_q_mean, off_qk_bias, off_scratch, total; /* 256-B aligned byte offsets; total = bytes */
-    int kv_cluster, kv_chunk;           /* > 0 (sm_90+, heads of at most 8 chunks of <= 64 KB): K and V
-                                           quantized in one pass by clusters of kv_cluster CTAs of
-                                           kv_chunk tokens each; 0: the split path (quant.cu). Tests
-                                           may set both to 0 to run the split path. */
+    int kv_cluster, kv_chunk;           /* > 0 (sm_90+, heads of at most SAGE_CUDA_MAX_KV_CLUSTER chunks
+                                           of <= 64 KB each): K and V quantized in one pass by
+                                           clusters of kv_cluster CTAs of kv_chunk tokens each; 0: the
+                                           split path (quant.cu). Tests may set both to 0 to run the
+                                           split path. */
 } sage_cuda_quant_layout;
+
+/* The one-pass path's largest cluster: 16 CTAs, beyond the portable 8 (H100 / H200 allow it; where a
+ * cluster does not fit, the split path runs). */
+#define SAGE_CUDA_MAX_KV_CLUSTER 16
 
 /* Tokens per CTA of the reduction pass (K mean, V min/max/mean); one partial per chunk. */
 #define SAGE_CUDA_REDUCE_CHUNK 256

@@ -173,7 +173,7 @@ TEST(gpu_quant_bitexact_multi_chunk) {
     }
 }
 
-/* The one-pass path (sm_90: a cluster of at most 8 CTAs per head, each holding <= 64 KB of one
+/* The one-pass path (sm_90: a cluster of at most 16 CTAs per head, each holding <= 64 KB of one
  * tensor) on both sides of its limits: the longest heads it takes and the first too long for it (the
  * split path), uneven chunks (the last CTA's second tile wholly past nk_pad), single-CTA clusters,
  * odd lengths. */
@@ -182,8 +182,8 @@ TEST(gpu_quant_bitexact_one_pass_limits) {
     if (gpu_cc() < 90) { sage_test_skip("the one-pass path needs sm_90"); return; }
     const sage_geometry hop = SAGE_SM90_GEOMETRY;
     struct { int64_t D, Nk; int want_cluster; } cases[] = {
-        {128, 1024, 4}, {128, 1025, 5}, {128, 2048, 8}, {128, 2049, 0}, {64, 4096, 8}, {64, 4097, 0},
-        {256, 1024, 8}, {256, 1025, 0}, {128, 77, 1}, {96, 1500, 6},
+        {128, 1024, 4}, {128, 1025, 5}, {128, 4096, 16}, {128, 4097, 0}, {64, 8192, 16}, {64, 8193, 0},
+        {256, 2048, 16}, {256, 2049, 0}, {128, 77, 1}, {96, 1500, 6}, {128, 2049, 9},
     };
     for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
         tc_case c = tc_case_default();
