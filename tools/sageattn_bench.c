@@ -323,7 +323,7 @@ static int run_cuda(opts *o) {
                     sage_problem pt = p;
                     pt.a.q = ta.q; pt.a.k = ta.k; pt.a.v = ta.v;
                     sage_msg mm = {msg, sizeof msg};
-                    rs = sage_cuda_quantize(&pt, kk->geometry, &L, ws, st, mm);
+                    rs = sage_cuda_quantize(&pt, kk->geometry, &L, ws, st, 0, NULL, mm);
                 }
                 if (rs != SAGE_OK) { fprintf(stderr, "run: %s\n", msg); return 1; }
                 CK(cudaEventRecord(e1[j], st));

@@ -7,7 +7,8 @@
  *   4. qk_bias  (smooth Q only)
  * Heads short enough for one thread block cluster (L->kv_cluster > 0, sm_90+) take the one-pass
  * path instead: 1-3 for K and V as one grid of clusters (kv_one_pass_kernel: every input byte read
- * once), the Q tiles, if any, as a quantize grid of Q tiles only; then 4.
+ * once), the Q tiles, if any, as a quantize grid of Q tiles only; then 4. In its concurrent mode
+ * (the Hopper 64-row kernel) the attention grid starts beside it and waits per head (quant.h).
  * On sm_90+ launches 2 and 3 use programmatic dependent launch: they start while their predecessor
  * drains, Q tiles (which need nothing of 1-2) run at once, finalize and the K/V blocks wait in the
  * kernel (griddepcontrol.wait). Every sum has a fixed order (no float atomics): two runs give the
@@ -39,6 +40,7 @@ struct QuantParams {
                                                                       V blocks head by head */
     bool pdl; /* sm_90+: finalize and quantize launched with programmatic stream serialization */
     int kv_cluster, kv_chunk; /* one-pass path (kv_cluster > 0): CTAs per head and tokens per CTA */
+    int *kv_ready;            /* one-pass concurrent mode: per-head counters; else nullptr */
     /* Local scale group of each row of a Q tile / K tile (geometry.h maps, evaluated on the host: the maps
      * repeat from tile to tile, group(tile * cta + r) = tile * groups_per_tile + group(r)). */
     uint8_t q_row_group[256], k_row_group[256];
@@ -540,20 +542,20 @@ __device__ void chunk_column_stats(const T *tile, int rows_valid, OnePassSmem &f
 
 /* The head's statistics of channel d from the partials of the cluster's C CTAs, in rank order:
  * quantity q (0 sum, 1 max, 2 min) of rank r is part[q][d] in CTA r's shared memory. The cluster
- * barrier before this orders the partials; the loads are issued 8 ranks at a time. */
+ * barrier before this orders the partials; the loads are issued 4 ranks at a time. */
 __device__ __forceinline__ void cluster_column(const float (*part)[256], int d, uint32_t C, bool minmax, float &sum,
                                                float &hi, float &lo) {
     sum = 0.f; hi = -INFINITY; lo = INFINITY;
-    for (uint32_t r0 = 0; r0 < C; r0 += 8) {
-        float s[8], h[8], l[8];
+    for (uint32_t r0 = 0; r0 < C; r0 += 4) {
+        float s[4], h[4], l[4];
 #pragma unroll
-        for (uint32_t r = 0; r < 8; r++)
+        for (uint32_t r = 0; r < 4; r++)
             if (r0 + r < C) {
                 s[r] = ld_cluster_f32(&part[0][d], r0 + r);
                 if (minmax) { h[r] = ld_cluster_f32(&part[1][d], r0 + r); l[r] = ld_cluster_f32(&part[2][d], r0 + r); }
             }
 #pragma unroll
-        for (uint32_t r = 0; r < 8; r++)
+        for (uint32_t r = 0; r < 4; r++)
             if (r0 + r < C) {
                 sum = __fadd_rn(sum, s[r]);
                 if (minmax) { hi = fmaxf(hi, h[r]); lo = fminf(lo, l[r]); }
@@ -561,30 +563,33 @@ __device__ __forceinline__ void cluster_column(const float (*part)[256], int d, 
     }
 }
 
-/* Grid: kv_cluster CTAs per item, items = the (b, h) heads' K, then (FP8 PV) their V; clusters of
- * kv_cluster CTAs along x, so a CTA's rank in its cluster is blockIdx.x % kv_cluster. Dynamic shared
- * memory: the chunk, kv_chunk x d_pad elements. */
+/* Items: head (b, h)'s K, then (FP8 PV) its V, head after head; one per cluster. Grid: whole
+ * clusters of kv_cluster CTAs along x (a CTA's rank in its cluster is blockIdx.x % kv_cluster).
+ * Dynamic shared memory: the chunk, kv_chunk x DP elements. */
 template <typename T, int DP>
 __global__ void __launch_bounds__(kThreads, 3) kv_one_pass_kernel(QuantParams P) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* clusters; launched only on sm_90+ */
     __shared__ OnePassSmem fs;
     extern __shared__ __align__(16) uint8_t chunk_bytes[];
-    const T *tile = reinterpret_cast<const T *>(chunk_bytes);
-    const uint32_t C = (uint32_t)P.kv_cluster, item = blockIdx.x / C, rank = blockIdx.x % C;
-    const uint32_t heads = (uint32_t)(P.B * P.Hkv);
-    const bool is_v = item >= heads;
-    const uint32_t bh32 = is_v ? item - heads : item, b = bh32 / (uint32_t)P.Hkv, h = bh32 % (uint32_t)P.Hkv;
-    const int64_t bh = bh32;
+    T *const tile = reinterpret_cast<T *>(chunk_bytes);
+    /* The attention grid, launched with programmatic stream serialization in the concurrent mode,
+     * may start once every CTA of this grid has: it waits on kv_ready, head by head. */
+    griddep_launch_dependents();
     constexpr int dp = DP;
+    const uint32_t C = (uint32_t)P.kv_cluster, item = blockIdx.x / C, rank = blockIdx.x % C;
+    const uint32_t per_head = P.fp8 ? 2u : 1u;
+    const uint32_t bh32 = item / per_head, b = bh32 / (uint32_t)P.Hkv, h = bh32 % (uint32_t)P.Hkv;
+    const bool is_v = per_head == 2 && (item & 1u);
+    const int64_t bh = bh32;
     const int chunk = P.kv_chunk;
     const int64_t t0 = (int64_t)rank * chunk;
     const int rows_valid = (int)max((int64_t)0, min((int64_t)chunk, P.Nk - t0));
     if (is_v)
         stage_rows<T, DP>(static_cast<const T *>(P.v) + b * P.vsb + h * P.vsh, P.vsn, t0, rows_valid, chunk, P.D,
-                          P.v_vec, reinterpret_cast<T *>(chunk_bytes));
+                          P.v_vec, tile);
     else
         stage_rows<T, DP>(static_cast<const T *>(P.k) + b * P.ksb + h * P.ksh, P.ksn, t0, rows_valid, chunk, P.D,
-                          P.k_vec, reinterpret_cast<T *>(chunk_bytes));
+                          P.k_vec, tile);
     cp_async_wait_all();
     __syncthreads();
     const bool stats = is_v || P.smooth_k;
@@ -613,7 +618,8 @@ __global__ void __launch_bounds__(kThreads, 3) kv_one_pass_kernel(QuantParams P)
     if (stats) cluster_arrive_relaxed();
     __syncthreads();
     if (is_v) {
-        /* thread (g, c): 16-token groups g, g + G, ... of the chunk (G = kThreads / (d_pad / 2)), channels 2c, 2c+1 */
+        /* thread (g, c): 16-token groups g, g + G, ... of the chunk (G = kThreads / (DP / 2)),
+         * channels 2c, 2c+1 */
         const int lpr2 = dp / 2, d0 = (threadIdx.x % lpr2) * 2;
         for (int g = threadIdx.x / lpr2; 16 * g < chunk && t0 + 16 * g < P.nk_pad; g += kThreads / lpr2) {
             const int64_t tg = t0 + 16 * g;
@@ -626,6 +632,11 @@ __global__ void __launch_bounds__(kThreads, 3) kv_one_pass_kernel(QuantParams P)
             quantize_staged_k_tile<T, DP>(P, bh, (int)(t0 / cta) + i, tile + i * cta * dp, fs.s);
             __syncthreads(); /* fs.s is the next tile's */
         }
+    }
+    if (P.kv_ready) {
+        /* this CTA's share of head bh is written (every thread's stores precede the barrier) */
+        __syncthreads();
+        if (threadIdx.x == 0) red_release_gpu_add(P.kv_ready + bh32, 1);
     }
     if (stats) cluster_wait();
 #else
@@ -700,14 +711,15 @@ sage_status launch_split(const QuantParams &P, cudaStream_t st, sage_msg msg) {
 /* The one-pass path: Q tiles (if any) by a quantize grid of Q tiles only, then K and V by
  * kv_one_pass_kernel (the split path where its cluster does not fit the device). */
 template <typename T, int DP>
-sage_status launch_one_pass(const QuantParams &P, cudaStream_t st, sage_msg msg) {
+sage_status launch_one_pass(QuantParams P, cudaStream_t st, bool *ran, sage_msg msg) {
+    const int64_t items = P.B * P.Hkv * (P.fp8 ? 2 : 1);
     cudaLaunchConfig_t cfg = {};
     cfg.stream = st;
     const size_t chunk_bytes = (size_t)P.kv_chunk * P.d_pad * sizeof(T);
-    if (chunk_bytes > 48 * 1024)
-        SAGE_CUDA_TRY(cudaFuncSetAttribute(kv_one_pass_kernel<T, DP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           (int)chunk_bytes),
-                      "cudaFuncSetAttribute(one-pass quantize)", msg);
+    /* always: with its 11 KB of static shared memory a 48 KB chunk is already past the default */
+    SAGE_CUDA_TRY(cudaFuncSetAttribute(kv_one_pass_kernel<T, DP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       (int)chunk_bytes),
+                  "cudaFuncSetAttribute(one-pass quantize)", msg);
     SAGE_CUDA_TRY(cudaFuncSetAttribute(kv_one_pass_kernel<T, DP>, cudaFuncAttributePreferredSharedMemoryCarveout,
                                        (int)cudaSharedmemCarveoutMaxShared),
                   "cudaFuncSetAttribute(one-pass quantize carveout)", msg);
@@ -723,10 +735,14 @@ sage_status launch_one_pass(const QuantParams &P, cudaStream_t st, sage_msg msg)
     cfg.numAttrs = 1;
     cfg.blockDim = dim3(kThreads);
     cfg.dynamicSmemBytes = chunk_bytes;
-    cfg.gridDim = dim3((unsigned)(P.B * P.Hkv * (P.fp8 ? 2 : 1) * P.kv_cluster));
+    cfg.gridDim = dim3((unsigned)(items * P.kv_cluster));
     int fit = 0; /* clusters resident at once */
     SAGE_CUDA_TRY(cudaOccupancyMaxActiveClusters(&fit, kv_one_pass_kernel<T, DP>, &cfg), "cudaOccupancyMaxActiveClusters", msg);
-    if (fit < 1) return launch_split<T, DP>(P, st, msg); /* no such cluster fits this device */
+    if (fit < 1) { /* no such cluster fits this device */
+        P.kv_ready = nullptr;
+        return launch_split<T, DP>(P, st, msg);
+    }
+    *ran = true;
     if (P.n_q_blocks) {
         QuantParams Q = P;
         Q.n_k_blocks = Q.n_v_blocks = 0;
@@ -734,13 +750,16 @@ sage_status launch_one_pass(const QuantParams &P, cudaStream_t st, sage_msg msg)
         qcfg.stream = st;
         if (sage_status s = launch_quantize<T, DP>(Q, qcfg, msg)) return s;
     }
+    if (P.kv_ready)
+        SAGE_CUDA_TRY(cudaMemsetAsync(P.kv_ready, 0, sizeof(int) * (size_t)(P.B * P.Hkv), st), "cudaMemsetAsync(kv_ready)", msg);
     SAGE_CUDA_TRY(cudaLaunchKernelEx(&cfg, kv_one_pass_kernel<T, DP>, P), "sage one-pass quantize", msg);
     return sage_cuda_check_launch("sage one-pass quantize", msg);
 }
 
 template <typename T, int DP>
-sage_status launch_all(const QuantParams &P, cudaStream_t st, sage_msg msg) {
-    if (sage_status s = P.kv_cluster ? launch_one_pass<T, DP>(P, st, msg) : launch_split<T, DP>(P, st, msg)) return s;
+sage_status launch_all(const QuantParams &P, cudaStream_t st, bool *one_pass, sage_msg msg) {
+    if (sage_status s = P.kv_cluster ? launch_one_pass<T, DP>(P, st, one_pass, msg) : launch_split<T, DP>(P, st, msg))
+        return s;
     if (P.smooth_q) {
         dim3 grid((unsigned)((P.nk_pad + kWarps - 1) / kWarps), (unsigned)(P.nq_pad / P.g.cta_q),
                   (unsigned)(P.B * P.Hq));
@@ -784,7 +803,7 @@ extern "C" void sage_cuda_quant_layout_init(const sage_problem *p, sage_geometry
     L->off_q_mean = take(&c, p->smooth_q ? sizeof(float) * (size_t)(B * Hq * n_qb * d_pad) : 0);
     L->off_qk_bias = take(&c, p->smooth_q ? sizeof(float) * (size_t)(B * Hq * n_qb * L->nk_pad) : 0);
     L->off_scratch = take(&c, sizeof(float) * (size_t)(B * Hkv * (chunks * 4 + 1) * d_pad));
-    L->total = c;
+    L->off_kv_ready = c; /* sized below, once the path is known */
     /* The one-pass path (sm_90+, a reduction to do): chunks of whole K tiles, as large as 64 KB of 16-bit
      * values allows (3 CTAs per SM; staged bytes per SM are what the kernel's speed follows), spread
      * evenly over the fewest CTAs; at most SAGE_CUDA_MAX_KV_CLUSTER CTAs per head. */
@@ -796,10 +815,11 @@ extern "C" void sage_cuda_quant_layout_init(const sage_problem *p, sage_geometry
         L->kv_cluster = (int)n;
         L->kv_chunk = (int)(m * g.cta_k);
     }
+    L->total = sage_align_ws(L->off_kv_ready + (L->kv_cluster ? sizeof(int) * (size_t)(B * Hkv) : 0));
 }
 
-extern "C" sage_status sage_cuda_quantize(const sage_problem *p, sage_geometry g, const sage_cuda_quant_layout *L,
-                                          void *ws, void *stream, sage_msg msg) {
+static sage_status quantize_impl(const sage_problem *p, sage_geometry g, const sage_cuda_quant_layout *L, void *ws,
+                                 void *stream, int concurrent, bool *one_pass, sage_msg msg) {
     using namespace sage;
     const sage_args *a = &p->a;
     if ((L->d_pad != 64 && L->d_pad != 128 && L->d_pad != 256) || L->d_pad < a->head_dim || g.cta_q > 256 ||
@@ -833,6 +853,7 @@ extern "C" sage_status sage_cuda_quantize(const sage_problem *p, sage_geometry g
     P.pdl = p->cuda_cc >= 90;
     P.kv_cluster = L->kv_cluster;
     P.kv_chunk = L->kv_chunk;
+    P.kv_ready = concurrent && L->kv_cluster ? reinterpret_cast<int *>(w + L->off_kv_ready) : nullptr;
     {
         const int64_t gq = sage_q_group_count(g, p->qk_groups, g.cta_q), gk = sage_k_group_count(g, p->qk_groups, g.cta_k);
         for (int r = 0; r < g.cta_q; r++) {
@@ -869,8 +890,18 @@ extern "C" sage_status sage_cuda_quantize(const sage_problem *p, sage_geometry g
     cudaStream_t st = static_cast<cudaStream_t>(stream);
     const bool fp16 = a->dtype == SAGE_DTYPE_FP16;
     switch (P.d_pad) {
-    case 64: return fp16 ? launch_all<__half, 64>(P, st, msg) : launch_all<__nv_bfloat16, 64>(P, st, msg);
-    case 128: return fp16 ? launch_all<__half, 128>(P, st, msg) : launch_all<__nv_bfloat16, 128>(P, st, msg);
-    default: return fp16 ? launch_all<__half, 256>(P, st, msg) : launch_all<__nv_bfloat16, 256>(P, st, msg);
+    case 64: return fp16 ? launch_all<__half, 64>(P, st, one_pass, msg) : launch_all<__nv_bfloat16, 64>(P, st, one_pass, msg);
+    case 128:
+        return fp16 ? launch_all<__half, 128>(P, st, one_pass, msg) : launch_all<__nv_bfloat16, 128>(P, st, one_pass, msg);
+    default:
+        return fp16 ? launch_all<__half, 256>(P, st, one_pass, msg) : launch_all<__nv_bfloat16, 256>(P, st, one_pass, msg);
     }
+}
+
+extern "C" sage_status sage_cuda_quantize(const sage_problem *p, sage_geometry g, const sage_cuda_quant_layout *L,
+                                          void *ws, void *stream, int concurrent, int *one_pass, sage_msg msg) {
+    bool ran = false;
+    const sage_status s = quantize_impl(p, g, L, ws, stream, concurrent, &ran, msg);
+    if (one_pass) *one_pass = s == SAGE_OK && ran;
+    return s;
 }

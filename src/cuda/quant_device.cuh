@@ -122,6 +122,16 @@ __device__ __forceinline__ float ld_cluster_f32(const float *local, uint32_t ran
     return v;
 }
 
+/* *addr += v at gpu scope with release semantics: the writes that happen before it (this thread's,
+ * and by a CTA barrier before it its block's) are visible to whoever acquires the new value. */
+__device__ __forceinline__ void red_release_gpu_add(int *addr, int v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    asm volatile("red.release.gpu.global.add.s32 [%0], %1;" ::"l"(addr), "r"(v) : "memory");
+#else
+    (void)addr; (void)v;
+#endif
+}
+
 } // namespace sage
 
 #endif

@@ -47,7 +47,7 @@ sage_status mma_run(const sage_kernel *k, const sage_problem *p, void *ws, void 
     sage_cuda_kernel_quant_layout(k, p, &L);
     sage_cuda_device_scope scope;
     if (sage_status s = sage_cuda_device_enter(p->a.device_ordinal, &scope, msg)) return s;
-    sage_status s = sage_cuda_quantize(p, k->geometry, &L, ws, stream, msg);
+    sage_status s = sage_cuda_quantize(p, k->geometry, &L, ws, stream, 0, nullptr, msg);
     if (s == SAGE_OK) s = sage_mma_attention(p, k->geometry, &L, ws, stream, msg);
     sage_cuda_device_leave(&scope);
     return s;

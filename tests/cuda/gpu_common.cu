@@ -110,7 +110,7 @@ static gpu_result run_impl(const tc_data *d, tc_out *out, tc_opts opts, const ch
         cudaMemset(ws, 0xFF, ws_bytes); /* every padding byte must be written by the run */
     }
     sage_msg msg = {r.msg, sizeof r.msg};
-    r.status = qgeo ? sage_cuda_quantize(&pd, *qgeo, &r.L, ws, nullptr, msg) : k->run(k, &pd, ws, nullptr, msg);
+    r.status = qgeo ? sage_cuda_quantize(&pd, *qgeo, &r.L, ws, nullptr, 0, &r.one_pass, msg) : k->run(k, &pd, ws, nullptr, msg);
     cudaError_t e = cudaDeviceSynchronize();
     if (r.status == SAGE_OK && e != cudaSuccess) {
         r.status = SAGE_ERR_CUDA;

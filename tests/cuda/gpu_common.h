@@ -25,6 +25,7 @@ struct gpu_result {
     sage_problem p{};                    /* the problem as run (host pointers for o / lse) */
     sage_cuda_quant_layout L{};          /* quantized kernels only */
     std::vector<uint8_t> ws;             /* the workspace after the run (when asked for) */
+    int one_pass = 0;                    /* gpu_run_quant: the one-pass K/V grid ran */
 };
 
 /* Run kernel `name` on d with opts (pv AUTO resolved like sage_cuda_select); o and lse land

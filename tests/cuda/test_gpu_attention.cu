@@ -205,6 +205,47 @@ TEST(gpu_attn_planted_wrong_scale_is_caught) {
     }
 }
 
+/* The 64-row Hopper kernel beside the one-pass K/V quantization (concurrent mode, sm_90): heads
+ * enough for several rounds of the persistent K/V grid (items > its clusters), so attention CTAs
+ * really wait on heads still being quantized; GQA, causal, bf16, D 64 with clusters of 8. The
+ * workspace's counters end at their targets. */
+TEST(gpu_attn_concurrent_quantization) {
+    if (!gpu_available()) return;
+    if (gpu_cc() < 90) { sage_test_skip("the concurrent mode needs sm_90"); return; }
+    struct E { int64_t B, Hq, Hkv, N, D; sage_causal cm; sage_dtype dt; const char *label; };
+    const E es[] = {
+        {4, 16, 8, 1024, 128, SAGE_CAUSAL_NONE, SAGE_DTYPE_FP16, "B4 H16/8 N1024 D128"},
+        {2, 8, 8, 1500, 128, SAGE_CAUSAL_TOP_LEFT, SAGE_DTYPE_BF16, "B2 H8 N1500 D128 causal bf16"},
+        {2, 16, 16, 3000, 64, SAGE_CAUSAL_NONE, SAGE_DTYPE_FP16, "B2 H16 N3000 D64"},
+    };
+    const char *kn = "cuda_sm90_wgmma_q64";
+    for (const E &e : es) {
+        tc_case c = tc_case_default();
+        c.B = e.B; c.Hq = e.Hq; c.Hkv = e.Hkv; c.Nq = e.N; c.Nk = e.N; c.D = e.D;
+        c.causal = e.cm;
+        c.dtype = e.dt;
+        c.seed = 4500 + (uint64_t)(&e - es);
+        tc_data *d = tc_make(&c);
+        tc_out out = tc_out_alloc(d), ref = tc_out_alloc(d);
+        gpu_result r = gpu_run(d, &out, tc_opts_default(), kn, true);
+        CHECK_MSG(r.status == SAGE_OK, "%s: %s", e.label, r.msg);
+        if (r.status == SAGE_OK) {
+            CHECK_MSG(r.L.kv_cluster > 0, "%s: expected the one-pass layout", e.label);
+            gpu_spec_of(d, r, sage_cuda_kernel_by_name(kn), &ref);
+            CHECK_MSG(gpu_within_spec_tol(e.label, tc_compare(d, &out, &ref, 0)), "%s: GPU vs spec out of tolerance",
+                      e.label);
+            const int *ready = reinterpret_cast<const int *>(r.ws.data() + r.L.off_kv_ready);
+            const int target = sage_cuda_kv_ready_target(&r.p, &r.L);
+            int64_t off = 0;
+            for (int64_t i = 0; i < e.B * e.Hkv; i++) off += ready[i] != target;
+            CHECK_MSG(off == 0, "%s: %lld head counters not at %d", e.label, (long long)off, target);
+        }
+        tc_out_free(&out);
+        tc_out_free(&ref);
+        tc_free(d);
+    }
+}
+
 /* Same arguments, same bytes. */
 TEST(gpu_attn_deterministic) {
     if (!gpu_available()) return;

@@ -42,6 +42,7 @@ TEST(gpu_quant_layout_regions) {
                 {L.off_q_mean, p.smooth_q ? 4 * (size_t)(c.B * c.Hq * nqb * dp) : 0},
                 {L.off_qk_bias, p.smooth_q ? 4 * (size_t)(c.B * c.Hq * nqb * L.nk_pad) : 0},
                 {L.off_scratch, 4 * (size_t)c.B * c.Hkv * dp},
+                {L.off_kv_ready, L.kv_cluster ? 4 * (size_t)(c.B * c.Hkv) : 0},
             };
             size_t end = 0;
             for (const R &x : r) {

@@ -211,7 +211,7 @@ __global__ void __launch_bounds__(WsCfg<D>::NTHREADS, 1)
          * to its use (a plain load landed right before the softmax: its L2 latency showed as
          * "long scoreboard" stalls). */
         float ks = *ks_addr(0);
-        float ks_next = ld_nc_f32(ks_addr(min(1, n_kv - 1)));
+        float ks_next = ld_f32(ks_addr(min(1, n_kv - 1)));
 
         if constexpr (C::PIPELINED) {
             /* Pipelined: QK^T(j) and PV(j-1) issued together, softmax(j) overlaps PV(j-1); the
@@ -236,7 +236,7 @@ __global__ void __launch_bounds__(WsCfg<D>::NTHREADS, 1)
                 const int st = j % C::STAGES, pst = (j - 1) % C::STAGES;
                 const uint32_t ph = (uint32_t)(j / C::STAGES) & 1u, pph = (uint32_t)((j - 1) / C::STAGES) & 1u;
                 ks = ks_next;
-                ks_next = ld_nc_f32(ks_addr(min(j + 1, n_kv - 1)));
+                ks_next = ld_f32(ks_addr(min(j + 1, n_kv - 1)));
                 pp_wait<XPP>(c, false);
                 mbar_wait(bar_kf + 8 * st, ph);
                 reg_fence_arr(P);
@@ -291,7 +291,7 @@ __global__ void __launch_bounds__(WsCfg<D>::NTHREADS, 1)
                 const uint32_t ph = (uint32_t)(j / C::STAGES) & 1u;
                 if (j > 0) {
                     ks = ks_next;
-                    ks_next = ld_nc_f32(ks_addr(min(j + 1, n_kv - 1)));
+                    ks_next = ld_f32(ks_addr(min(j + 1, n_kv - 1)));
                 }
                 mbar_wait(bar_kf + 8 * st, ph);
                 wgmma_fence();

@@ -68,6 +68,7 @@ __global__ void __launch_bounds__(128, Q64Cfg<D>::CTAS_PER_SM)
         mbar_init_fence();
         tma_prefetch_desc(&tm_k);
         tma_prefetch_desc(&tm_v);
+        if (p.kv_ready) wait_kv_ready(p.kv_ready + ((int64_t)b * p.heads_kv + hk), p.kv_ready_target);
         for (int j = 0; j < ST && j < n_kv; ++j) {
             load_k(j);
             load_v(j);
@@ -98,12 +99,12 @@ __global__ void __launch_bounds__(128, Q64Cfg<D>::CTAS_PER_SM)
     }
     /* K scale of tile j: k_scale[ks_off + j * ks_step], loaded one tile ahead. */
     const int ks_off = (int)(bhk * p.n_k_groups + sage_k_group(geo, gran, 2 * qd));
-    float ks_next = n_kv > 0 ? ld_nc_f32(p.k_scale + ks_off) : 0.f;
+    float ks_next = n_kv > 0 ? ld_f32(p.k_scale + ks_off) : 0.f;
     for (int j = 0; j < n_kv; ++j) {
         const int st = j % ST;
         const uint32_t ph = (uint32_t)(j / ST) & 1u;
         const float ks = ks_next;
-        ks_next = ld_nc_f32(p.k_scale + (ks_off + min(j + 1, n_kv - 1) * ks_step));
+        ks_next = ld_f32(p.k_scale + (ks_off + min(j + 1, n_kv - 1) * ks_step));
         uint32_t S[NS];
         mbar_wait(bar_kf + 8 * st, ph);
         wgmma_fence();

@@ -44,6 +44,11 @@ typedef struct sage_sm90_params {
     int d;                                 /* the head dim of q and o (<= the padded d_pad) */
     int flags;                             /* experiments (dev/sm90 probe, built with
                                               SAGE_SM90_EXPERIMENTS): XP variant; library: 0 */
+    const int *kv_ready;                   /* 64-row kernel only: the per-head counters of the
+                                              concurrent quantization (quant.h), launched right
+                                              after it with programmatic dependent launch; NULL:
+                                              K/V were quantized before the launch */
+    int kv_ready_target;                   /* the count that marks a head (b, hk) ready */
 } sage_sm90_params;
 
 /* Launch on `stream` the kernel of CTA height cta_q (128: two consumer warpgroups and a producer;

@@ -70,12 +70,33 @@ __device__ __forceinline__ uint64_t make_desc(uint32_t saddr, int swz) {
     return d;
 }
 
-/* A global load pinned in place (asm volatile keeps its order against the other volatile asm:
- * fences, barriers, wgmma), for loads issued well ahead of their use. */
-__device__ __forceinline__ float ld_nc_f32(const float *ptr) {
+/* Global loads of the K / V scales and means, pinned in place (asm volatile keeps their order
+ * against the other volatile asm: fences, barriers, wgmma), for loads issued well ahead of their
+ * use. Weak and coherent, not the non-coherent (.nc) path: with the concurrent quantization these
+ * values are written by another grid while this one runs, ordered by the acquire of kv_ready. */
+__device__ __forceinline__ float ld_f32(const float *ptr) {
     float v;
-    asm volatile("ld.global.nc.f32 %0, [%1];\n" : "=f"(v) : "l"(ptr));
+    asm volatile("ld.global.f32 %0, [%1];\n" : "=f"(v) : "l"(ptr));
     return v;
+}
+__device__ __forceinline__ float2 ld_f32x2(const float *ptr) {
+    float2 v;
+    asm volatile("ld.global.v2.f32 {%0, %1}, [%2];\n" : "=f"(v.x), "=f"(v.y) : "l"(ptr));
+    return v;
+}
+
+/* Concurrent quantization (p.kv_ready, one thread of the CTA): wait until the counter at flag
+ * reaches target, i.e. all of the head's K8, V8, scales and means are written. The acquire (gpu
+ * scope) orders this thread's later loads after those writes (the CTA barrier that follows extends
+ * it to the others), and the proxy fence the TMA loads of K8 / V8 issued after it. */
+__device__ __forceinline__ void wait_kv_ready(const int *flag, int target) {
+    for (;;) {
+        int v;
+        asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(flag) : "memory");
+        if (v >= target) break;
+        __nanosleep(128);
+    }
+    asm volatile("fence.proxy.async.global;\n" ::: "memory");
 }
 
 __device__ __forceinline__ float ex2(float x) {
@@ -513,8 +534,8 @@ __device__ __forceinline__ void epilogue(const sage_sm90_params &p, const float 
 #pragma unroll
         for (int jb = 0; jb < CH; ++jb) {
             const int d = 8 * (j0 + jb) + 2 * qd;
-            sc[jb] = __ldg(reinterpret_cast<const float2 *>(vs + d));
-            mn[jb] = vm ? __ldg(reinterpret_cast<const float2 *>(vm + d)) : make_float2(0.f, 0.f);
+            sc[jb] = ld_f32x2(vs + d);
+            mn[jb] = vm ? ld_f32x2(vm + d) : make_float2(0.f, 0.f);
         }
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -549,8 +570,20 @@ static sage_status launch_instance(Kernel kern, dim3 grid, int threads, uint32_t
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess)
         return sage_fail(msg, SAGE_ERR_CUDA, "sm90: cudaFuncSetAttribute: %s", cudaGetErrorString(e));
-    kern<<<grid, threads, smem, stream>>>(tk, tv, *p);
-    e = cudaPeekAtLastError();
+    /* With the concurrent quantization (p->kv_ready) the grid starts while the K/V grid before it
+     * runs (programmatic dependent launch) and waits on its per-head counters. */
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3((unsigned)threads);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cfg.attrs = attr;
+    cfg.numAttrs = p->kv_ready ? 1 : 0;
+    e = cudaLaunchKernelEx(&cfg, kern, tk, tv, *p);
+    if (e == cudaSuccess) e = cudaPeekAtLastError();
     if (e != cudaSuccess)
         return sage_fail(msg, SAGE_ERR_CUDA, "sm90 kernel launch: %s", cudaGetErrorString(e));
     return SAGE_OK;

@@ -81,7 +81,14 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
 
     sage_cuda_device_scope scope;
     if (sage_status s = sage_cuda_device_enter(a->device_ordinal, &scope, msg)) return s;
-    sage_status s = sage_cuda_quantize(p, k->geometry, &L, ws, stream, msg);
+    /* The 64-row kernel runs beside the one-pass K/V quantization, head by head (quant.h). */
+    const int concurrent = L.kv_cluster > 0 && k->geometry.cta_q == 64;
+    int one_pass = 0;
+    sage_status s = sage_cuda_quantize(p, k->geometry, &L, ws, stream, concurrent, &one_pass, msg);
+    if (concurrent && one_pass) {
+        P.kv_ready = reinterpret_cast<const int *>(w + L.off_kv_ready);
+        P.kv_ready_target = sage_cuda_kv_ready_target(p, &L);
+    }
     if (s == SAGE_OK)
         s = sage_sm90_launch(&P, d_pad, k->geometry.cta_q, a->dtype == SAGE_DTYPE_BF16, w + L.off_k8, w + L.off_v8,
                              static_cast<cudaStream_t>(stream), msg);
