@@ -665,19 +665,25 @@ __global__ void __launch_bounds__(kThreads) qk_bias_kernel(QuantParams P) {
     if (lane == 0) P.qk_bias[(bh * n_qb + qb) * P.nk_pad + t] = acc;
 }
 
+/* Opt kern in to `bytes` of dynamic shared memory (always: the 48 KB a kernel gets by default counts
+ * its static shared memory too) and to all of the unified L1 as shared memory (staged tiles; the
+ * loads do not reuse L1). */
+template <typename Kernel>
+sage_status smem_attributes(Kernel kern, size_t bytes, const char *what, sage_msg msg) {
+    SAGE_CUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes), what, msg);
+    SAGE_CUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                       (int)cudaSharedmemCarveoutMaxShared),
+                  what, msg);
+    return SAGE_OK;
+}
+
 /* quantize_kernel over P's blocks (cfg: stream and attributes). */
 template <typename T, int DP>
 sage_status launch_quantize(const QuantParams &P, cudaLaunchConfig_t cfg, sage_msg msg) {
     const int64_t blocks = P.n_q_blocks + P.n_k_blocks + P.n_v_blocks;
     const size_t tile_bytes = max((size_t)max(P.g.cta_q, P.g.cta_k) * P.d_pad * sizeof(T), P.fp8 ? (size_t)kVTileBytes : 0);
-    if (tile_bytes > 48 * 1024)
-        SAGE_CUDA_TRY(cudaFuncSetAttribute(quantize_kernel<T, DP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           (int)tile_bytes),
-                      "cudaFuncSetAttribute(quantize)", msg);
-    /* All of the unified L1 as shared memory: 6 staged tiles per SM (the loads do not reuse L1). */
-    SAGE_CUDA_TRY(cudaFuncSetAttribute(quantize_kernel<T, DP>, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                       (int)cudaSharedmemCarveoutMaxShared),
-                  "cudaFuncSetAttribute(quantize carveout)", msg);
+    if (sage_status s = smem_attributes(quantize_kernel<T, DP>, tile_bytes, "cudaFuncSetAttribute(quantize)", msg))
+        return s;
     cfg.gridDim = dim3((unsigned)blocks);
     cfg.blockDim = dim3(kThreads);
     cfg.dynamicSmemBytes = tile_bytes;
@@ -716,13 +722,9 @@ sage_status launch_one_pass(QuantParams P, cudaStream_t st, bool *ran, sage_msg 
     cudaLaunchConfig_t cfg = {};
     cfg.stream = st;
     const size_t chunk_bytes = (size_t)P.kv_chunk * P.d_pad * sizeof(T);
-    /* always: with its 11 KB of static shared memory a 48 KB chunk is already past the default */
-    SAGE_CUDA_TRY(cudaFuncSetAttribute(kv_one_pass_kernel<T, DP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       (int)chunk_bytes),
-                  "cudaFuncSetAttribute(one-pass quantize)", msg);
-    SAGE_CUDA_TRY(cudaFuncSetAttribute(kv_one_pass_kernel<T, DP>, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                       (int)cudaSharedmemCarveoutMaxShared),
-                  "cudaFuncSetAttribute(one-pass quantize carveout)", msg);
+    if (sage_status s = smem_attributes(kv_one_pass_kernel<T, DP>, chunk_bytes, "cudaFuncSetAttribute(one-pass quantize)",
+                                        msg))
+        return s;
     if (P.kv_cluster > 8) /* beyond the portable size: H100 / H200 take 16 */
         SAGE_CUDA_TRY(cudaFuncSetAttribute(kv_one_pass_kernel<T, DP>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1),
                       "cudaFuncSetAttribute(one-pass quantize cluster size)", msg);
