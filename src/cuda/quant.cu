@@ -241,9 +241,9 @@ __device__ __forceinline__ void stage_rows(const T *base, int64_t stride_n, int6
  * t / lpr + i R (R = kThreads / lpr). The group maxima and the quantization both read the tile in
  * shared memory, so a block holds few registers. Needs the staged tile, s.row_group, zeroed s.gmax and
  * s.mean (when smooth), synchronised.
- * The pinned recipe (quant_s8) without its clamp: |fl(y * fl(127 / amax))| <= 127 (1 + 2^-24)^2 <
- * 127.5 for |y| <= amax, so rne never leaves [-127, 127]; and fl(q + 1.5 * 2^23) holds q in its low
- * mantissa bits, so its low byte is the int8 two's complement of q: three byte permutes pack four. */
+ * The pinned recipe x8 = clamp(rne(y * inv), -127, 127) without its clamp: |fl(y * fl(127 / amax))|
+ * <= 127 (1 + 2^-24)^2 < 127.5 for |y| <= amax, so rne never leaves [-127, 127]; the low byte of
+ * rne_bits is then the int8 of q: three byte permutes pack four. */
 template <typename T, int DP>
 __device__ __forceinline__ void quantize_staged_rows(const T *tile, int rows_valid, int cta, bool smooth, int n_scales,
                                                      float *scale_out, int8_t *out, TileSmem &s) {
@@ -280,19 +280,17 @@ __device__ __forceinline__ void quantize_staged_rows(const T *tile, int rows_val
         if (r < rows_valid) {
             const uint4 raw = *reinterpret_cast<const uint4 *>(row);
             const float inv = s.inv[s.row_group[r]];
-            uint32_t b[8]; /* fl(q + 1.5 * 2^23): q in the low byte */
+            uint32_t b[8]; /* q in the low byte */
             if (inv <= FLT_MAX) {
 #pragma unroll
-                for (int j = 0; j < 8; j++)
-                    b[j] = __float_as_uint(
-                        __fadd_rn(__fmul_rn(__fsub_rn(raw_elem<T>(raw, j), mean[j]), inv), 12582912.0f));
+                for (int j = 0; j < 8; j++) b[j] = rne_bits(__fmul_rn(__fsub_rn(raw_elem<T>(raw, j), mean[j]), inv));
             } else {
                 /* amax < 127 / FLT_MAX (a group of tiny bf16 values): the products overflow; the
                  * recipe clamps +-Inf to +-127 and takes NaN (0 * Inf) as 0 */
 #pragma unroll
                 for (int j = 0; j < 8; j++) {
                     const float x = __fmul_rn(__fsub_rn(raw_elem<T>(raw, j), mean[j]), inv);
-                    b[j] = __float_as_uint(__fadd_rn(x != x ? 0.f : fminf(fmaxf(x, -127.f), 127.f), 12582912.0f));
+                    b[j] = rne_bits(x != x ? 0.f : fminf(fmaxf(x, -127.f), 127.f));
                 }
             }
             lo = __byte_perm(__byte_perm(b[0], b[1], 0x0040), __byte_perm(b[2], b[3], 0x0040), 0x5410);

@@ -38,21 +38,15 @@ __device__ __forceinline__ float raw_elem(const uint4 &u, int i) {
 }
 
 /* Round to nearest even for |x| < 2^22 on the FMA pipe (F2I runs at 16/clk/SM): adding
- * 1.5 * 2^23 puts the integer in the low mantissa bits (HOPPER-NOTES G2). */
-__device__ __forceinline__ int rne_int(float x) {
-    return __float_as_int(__fadd_rn(x, 12582912.0f)) - 0x4B400000;
-}
+ * 1.5 * 2^23 puts the integer in the low mantissa bits (HOPPER-NOTES G2). rne_bits keeps those
+ * bits: rne(x) = bits - 0x4B400000, and for |rne(x)| <= 127 the low byte is its int8. */
+__device__ __forceinline__ uint32_t rne_bits(float x) { return __float_as_uint(__fadd_rn(x, 12582912.0f)); }
+__device__ __forceinline__ int rne_int(float x) { return (int)rne_bits(x) - 0x4B400000; }
 
 /* The pinned INT8 recipe's group scales from the group's max |x|: the stored scale amax / 127 and
  * the multiplier 127 / amax; amax == 0 -> scale 1 and multiplier 0 (every x8 = 0). */
 __device__ __forceinline__ float int8_inv(float amax) { return amax > 0.f ? __fdiv_rn(127.0f, amax) : 0.f; }
 __device__ __forceinline__ float int8_scale(float amax) { return amax > 0.f ? __fdiv_rn(amax, 127.0f) : 1.f; }
-
-/* The pinned INT8 recipe: x8 = clamp(rne(x * inv), -127, 127). */
-__device__ __forceinline__ int quant_s8(float x, float inv) {
-    int i = rne_int(__fmul_rn(x, inv));
-    return max(-127, min(127, i));
-}
 
 /* e4m3 of x, round to nearest even, saturating to +-448 (cvt puts its first operand in the high
  * byte: HOPPER-NOTES G1). Only sm_89+ has the instruction; callers run it only there. */
