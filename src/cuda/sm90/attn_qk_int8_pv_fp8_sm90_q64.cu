@@ -60,6 +60,11 @@ __global__ void __launch_bounds__(128, Q64Cfg<D>::CTAS_PER_SM)
         mbar_arrive_expect_tx(bar_vf + 8 * st, C::V_BYTES);
         tma_load_2d(s_v + st * C::V_BYTES, &tm_v, j * KT, yv, bar_vf + 8 * st);
     };
+    const int row0 = q0 + 16 * w + g;
+    /* the Q loads first: their latency overlaps the barrier set-up, the first TMA issue and, in the
+     * concurrent mode, the wait for the head's K / V */
+    uint4 qraw[2][D / 32];
+    load_q_rows<D, OutT>(p, q0, row0 - q0, lane, qraw);
     if (tid == 0) {
         for (int s = 0; s < ST; ++s) {
             mbar_init(bar_kf + 8 * s, 1);
@@ -76,11 +81,10 @@ __global__ void __launch_bounds__(128, Q64Cfg<D>::CTAS_PER_SM)
     }
     __syncthreads();
 
-    const int row0 = q0 + 16 * w + g;
     constexpr sage_geometry geo = C::geometry();
     const sage_qk_groups gran = (sage_qk_groups)p.qk_gran;
     const int64_t bhk = (int64_t)b * p.heads_kv + hk;
-    const float qs = quantize_q_rows<D, 1, OutT>(p, s_q, s_red, q0, row0 - q0, w, lane);
+    const float qs = quantize_loaded_q_rows<D, 1, OutT>(p, qraw, s_q, s_red, q0, row0 - q0, w, lane);
     const float cs = p.sm_scale * LOG2E;
     const int ks_step = gran == SAGE_QK_PER_THREAD ? 4 : 1;
 

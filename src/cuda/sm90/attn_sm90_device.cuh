@@ -352,27 +352,25 @@ __device__ __forceinline__ void fold(float (&O)[NO], const float (&T)[N], int o0
     for (int i = 0; i < N; ++i) O[o0 + i] = fmaf(O[o0 + i], alpha[(i >> 1) & 1], T[i]);
 }
 
-/* Q prologue of a consumer thread: INT8-quantize its two rows (tile rows rt, rt + 8) straight from
- * the raw q into the CTA's swizzled Q tile and return its scale qs; the recipe and the groups are
- * the quantizer's (brief §1.2, geometry.h), so Q8 and q_scale are bit-exact with the spec.
- * The 4 lanes of a quad own the same two rows (A4), each a quarter of the channels; the rows of a
- * per-thread group are exactly those two, so the group amax is a quad max (per-warp: a warp max;
- * per-block: the 4 NC consumer warps meet in shared memory). Rows >= nq and channels >= p.d are 0.
- * The scale is also written to p.q_scale (the workspace keeps every quantization scale).
- * Ends with the async-proxy fence and a barrier of the consumer warpgroups (C3): after it the
- * tile may be read by wgmma. */
-template <int D, int NC, typename InT>
-__device__ __forceinline__ float quantize_q_rows(const sage_sm90_params &p, uint32_t s_q, uint32_t s_red, int q0,
-                                                 int rt, int warp, int lane) {
-    using C = Tile<D, NC>;
+/* Q prologue of a consumer thread, in two steps (quantize_q_rows does both): load_q_rows loads its
+ * two rows (tile rows rt, rt + 8) of the raw q, a quarter of the channels each (the 4 lanes of a
+ * quad own the same two rows, A4); quantize_loaded_q_rows INT8-quantizes them into the CTA's
+ * swizzled Q tile and returns the scale qs. The recipe and the groups are the quantizer's (brief
+ * §1.2, geometry.h), so Q8 and q_scale are bit-exact with the spec. The rows of a per-thread group
+ * are exactly the thread's two, so the group amax is a quad max (per-warp: a warp max; per-block:
+ * the 4 NC consumer warps meet in shared memory). Rows >= nq and channels >= p.d are 0. The scale is
+ * also written to p.q_scale (the workspace keeps every quantization scale). Ends with the
+ * async-proxy fence and a barrier of the consumer warpgroups (C3): after it the tile may be read by
+ * wgmma. */
+template <int D, typename InT>
+__device__ __forceinline__ void load_q_rows(const sage_sm90_params &p, int q0, int rt, int lane, uint4 (&raw)[2][D / 32]) {
     constexpr int CH = D / 4, NV = CH / 8;   /* channels of a row per lane, 8-channel vectors */
     const int qd = lane % 4, h = blockIdx.y, b = blockIdx.z;
-    const sage_qk_groups gran = (sage_qk_groups)p.qk_gran;
-    uint4 raw[2][NV];
     /* whole aligned rows (the common case): 16-byte loads only; else the quantizer's loader.
-     * (Measured: the loads issued before the barrier set-up and the register reallocation gained
-     * nothing at D = 128 and cost 10 % at D = 64 through the KV loop's code generation; one
-     * branch around all 16-byte loads cost 4-6 % at D = 64 the same way.) */
+     * (Measured: in the 128-row kernel, the loads issued before the barrier set-up and the register
+     * reallocation gained nothing at D = 128 and cost 10 % at D = 64 through the KV loop's code
+     * generation; one branch around all 16-byte loads cost 4-6 % at D = 64 the same way. The 64-row
+     * kernel issues them first: +0.5..1.3 % at N <= 2K.) */
     const bool fast = p.q_vec && p.d == D;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -385,6 +383,16 @@ __device__ __forceinline__ float quantize_q_rows(const sage_sm90_params &p, uint
                         : fast      ? __ldg(reinterpret_cast<const uint4 *>(src + 8 * v))
                                     : sage::load8_raw(src - qd * CH, qd * CH + 8 * v, p.d, p.q_vec != 0);
     }
+}
+
+template <int D, int NC, typename InT>
+__device__ __forceinline__ float quantize_loaded_q_rows(const sage_sm90_params &p, const uint4 (&raw)[2][D / 32],
+                                                        uint32_t s_q, uint32_t s_red, int q0, int rt, int warp,
+                                                        int lane) {
+    using C = Tile<D, NC>;
+    constexpr int CH = D / 4, NV = CH / 8;
+    const int qd = lane % 4, h = blockIdx.y, b = blockIdx.z;
+    const sage_qk_groups gran = (sage_qk_groups)p.qk_gran;
     /* max |x| on element pairs in the input type (exact: max and the widening commute) */
     using Pair = typename Elem16<InT>::Pair;
     Pair m2 = Elem16<InT>::zero2();
@@ -444,6 +452,13 @@ __device__ __forceinline__ float quantize_q_rows(const sage_sm90_params &p, uint
     fence_proxy_async();
     named_sync<3, C::CONSUMERS>();
     return qs;
+}
+template <int D, int NC, typename InT>
+__device__ __forceinline__ float quantize_q_rows(const sage_sm90_params &p, uint32_t s_q, uint32_t s_red, int q0,
+                                                 int rt, int warp, int lane) {
+    uint4 raw[2][D / 32];
+    load_q_rows<D, InT>(p, q0, rt, lane, raw);
+    return quantize_loaded_q_rows<D, NC, InT>(p, raw, s_q, s_red, q0, rt, warp, lane);
 }
 
 /* A special register read the compiler cannot merge with an earlier read (asm volatile): the
