@@ -715,7 +715,7 @@ sage_status launch_split(const QuantParams &P, cudaStream_t st, sage_msg msg) {
 /* The one-pass path: Q tiles (if any) by a quantize grid of Q tiles only, then K and V by
  * kv_one_pass_kernel (the split path where its cluster does not fit the device). */
 template <typename T, int DP>
-sage_status launch_one_pass(QuantParams P, cudaStream_t st, bool *ran, sage_msg msg) {
+sage_status launch_one_pass(const QuantParams &P, cudaStream_t st, bool *ran, sage_msg msg) {
     const int64_t items = P.B * P.Hkv * (P.fp8 ? 2 : 1);
     cudaLaunchConfig_t cfg = {};
     cfg.stream = st;
@@ -738,10 +738,7 @@ sage_status launch_one_pass(QuantParams P, cudaStream_t st, bool *ran, sage_msg 
     cfg.gridDim = dim3((unsigned)(items * P.kv_cluster));
     int fit = 0; /* clusters resident at once */
     SAGE_CUDA_TRY(cudaOccupancyMaxActiveClusters(&fit, kv_one_pass_kernel<T, DP>, &cfg), "cudaOccupancyMaxActiveClusters", msg);
-    if (fit < 1) { /* no such cluster fits this device */
-        P.kv_ready = nullptr;
-        return launch_split<T, DP>(P, st, msg);
-    }
+    if (fit < 1) return launch_split<T, DP>(P, st, msg); /* no such cluster fits this device */
     *ran = true;
     if (P.n_q_blocks) {
         QuantParams Q = P;
