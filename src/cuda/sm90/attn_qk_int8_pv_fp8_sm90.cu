@@ -194,12 +194,17 @@ __global__ void __launch_bounds__(WsCfg<D>::NTHREADS, 1)
         uint32_t S[NS];
         float Pf[NS];
         uint32_t P[NS / 4];
-        auto softmax = [&](int j, float sc, float (&alpha)[2]) {
+        /* pack: std::true_type packs P inside the exp stream (the serial schedule, where P is free);
+         * the pipelined one packs after T(j-1) completed, PV(j-1) reading P until then. */
+        auto softmax = [&](int j, float sc, float (&alpha)[2], auto pack) {
+            constexpr bool PK = decltype(pack)::value;
             const int kv0 = j * KT;
             if (j >= j_mask)
-                softmax_tile<NS, true, CAUSAL, XP, C::template np<CAUSAL>()>(S, Pf, sc, m, l, alpha, kv0, p.nk, row0, causal_off, qd);
+                softmax_tile<NS, true, CAUSAL, XP, C::template np<CAUSAL>(), PK>(S, Pf, sc, m, l, alpha, kv0, p.nk, row0,
+                                                                                 causal_off, qd, P);
             else
-                softmax_tile<NS, false, CAUSAL, XP, C::template np<CAUSAL>()>(S, Pf, sc, m, l, alpha, kv0, p.nk, row0, causal_off, qd);
+                softmax_tile<NS, false, CAUSAL, XP, C::template np<CAUSAL>(), PK>(S, Pf, sc, m, l, alpha, kv0, p.nk, row0,
+                                                                                  causal_off, qd, P);
         };
         /* Address of tile j's K scale: a 32-bit offset from the parameter's base (one register
          * instead of a 64-bit pointer; bhk * n_k_groups < 2^31: the launcher bounds
@@ -228,7 +233,7 @@ __global__ void __launch_bounds__(WsCfg<D>::NTHREADS, 1)
             wgmma_wait<0>();
             reg_fence_arr(S);
             warp_release(bar_ke, lane);
-            softmax(0, (qs * ks) * cs, alpha_prev);
+            softmax(0, (qs * ks) * cs, alpha_prev, std::false_type{});
             pack_p<NS>(Pf, P);
 
             /* slots 1 .. n_kv-1: S(j) and T = P(j-1) V(j-1) in flight, softmax(j) meanwhile */
@@ -252,7 +257,7 @@ __global__ void __launch_bounds__(WsCfg<D>::NTHREADS, 1)
                 reg_fence_arr(S);
                 warp_release(bar_ke + 8 * st, lane);
                 float alpha[2];
-                softmax(j, (qs * ks) * cs, alpha);
+                softmax(j, (qs * ks) * cs, alpha, std::false_type{});
 
                 wgmma_wait<0>();          /* T ready */
                 reg_fence_arr(T);
@@ -301,8 +306,7 @@ __global__ void __launch_bounds__(WsCfg<D>::NTHREADS, 1)
                 reg_fence_arr(S);
                 warp_release(bar_ke + 8 * st, lane);
                 float alpha[2];
-                softmax(j, (qs * ks) * cs, alpha);
-                pack_p<NS>(Pf, P);
+                softmax(j, (qs * ks) * cs, alpha, std::true_type{});
                 mbar_wait(bar_vf + 8 * st, ph);
                 {
                     float T[C::NT];

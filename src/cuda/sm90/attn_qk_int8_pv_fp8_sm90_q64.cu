@@ -118,12 +118,13 @@ __global__ void __launch_bounds__(128, Q64Cfg<D>::CTAS_PER_SM)
         reg_fence_arr(S);
         if (tid == 0 && j + ST < n_kv) load_k(j + ST);   /* the warpgroup's MMA on this K stage is done */
         float Pf[NS], alpha[2];
-        if (j >= j_mask)
-            softmax_tile<NS, true, CAUSAL, 0, 4>(S, Pf, (qs * ks) * cs, m, l, alpha, j * KT, p.nk, row0, causal_off, qd);
-        else
-            softmax_tile<NS, false, CAUSAL, 0, 4>(S, Pf, (qs * ks) * cs, m, l, alpha, j * KT, p.nk, row0, causal_off, qd);
         uint32_t P[NS / 4];
-        pack_p<NS>(Pf, P);
+        if (j >= j_mask)
+            softmax_tile<NS, true, CAUSAL, 0, 4, true>(S, Pf, (qs * ks) * cs, m, l, alpha, j * KT, p.nk, row0, causal_off,
+                                                       qd, P);
+        else
+            softmax_tile<NS, false, CAUSAL, 0, 4, true>(S, Pf, (qs * ks) * cs, m, l, alpha, j * KT, p.nk, row0,
+                                                        causal_off, qd, P);
         mbar_wait(bar_vf + 8 * st, ph);
 #pragma unroll
         for (int half = 0; half < D / (2 * C::NT); ++half) {   /* D = 256: channels 0..127, then 128..255 */

@@ -183,10 +183,10 @@ template <> struct Elem16<__nv_bfloat16> {
  * The row max of the scaled scores is max_int * sc (sc > 0 and rounding is monotonic), taken
  * per lane with the lane's own sc (per-thread K groups: each lane of a quad has its own ks)
  * before the quad shuffles. Masked scores are -inf (fma(-inf, sc, x) = -inf, ex2(-inf) = 0). */
-template <int NS, bool MASK, bool CAUSAL, int XP, int NP>
+template <int NS, bool MASK, bool CAUSAL, int XP, int NP, bool PACK = false>
 __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf)[NS], float sc, float (&m)[2],
                                              float (&l)[2], float (&alpha)[2], int kv0, int nk, int row0,
-                                             int causal_off, int qd) {
+                                             int causal_off, int qd, uint32_t *P = nullptr) {
     if (XP & XP_NO_SOFTMAX) {   /* experiment: scale only, no max / exp / sum */
 #pragma unroll
         for (int i = 0; i < NS; ++i) Pf[i] = (float)(int)S[i] * sc;
@@ -276,8 +276,13 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
     float ps[2][NP];
 #pragma unroll
     for (int k = 0; k < NP; ++k) ps[0][k] = ps[1][k] = 0.f;
+    /* PACK: the scores in the order of the PV A-fragment registers (pack_p), each register packed
+     * right after its four exps, so the e4m3 conversions can issue inside the exp stream. Each
+     * partial sum still adds its scores in increasing i: the same bits as the plain order. */
 #pragma unroll
-    for (int i = 0; i < NS; ++i) {
+    for (int pi = 0; pi < NS; ++pi) {
+        const int pr = pi / 4, t = pi % 4;
+        const int i = PACK ? 16 * (pr / 4) + ((pr & 2) ? 8 : 0) + ((pr & 1) ? 2 : 0) + (t & 1) + ((t & 2) ? 4 : 0) : pi;
         const int r = (i >> 1) & 1, k = (((i >> 2) * 2) + (i & 1)) % NP;
         const float x = __fmaf_rn(Pf[i], scr[r], m_sh[r]);   /* the spec: fmaf(s, sc, -(m - SHIFT)) */
         constexpr int poly_mask = (XP & XP_POLY_HALF) ? 1 : (XP & XP_POLY_QUARTER) ? 3 : -1;
@@ -287,6 +292,7 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
         else p = ex2(x);
         Pf[i] = p;
         ps[r][k] += p;
+        if (PACK && t == 3) P[pr] = pack_e4m3x4(Pf[i - 5], Pf[i - 4], Pf[i - 1], Pf[i]);
     }
     float rs[2];
 #pragma unroll
