@@ -140,7 +140,8 @@ __global__ void __launch_bounds__(128, Q64Cfg<D>::CTAS_PER_SM)
             fold(O, T, half * C::NT, alpha);
         }
     }
-    epilogue<D, 1, OutT, 0>(p, O, l, m);
+    /* K stage 0 (64 rows x D bytes, at least the 64 x 2D of o) is free: every tile was consumed */
+    epilogue<D, 1, OutT, 0>(p, O, l, m, s_k);
 }
 
 /* ---------------- host side ---------------- */

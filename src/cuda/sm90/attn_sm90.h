@@ -41,6 +41,8 @@ typedef struct sage_sm90_params {
     float sm_scale;                        /* natural-log units */
     int causal;                            /* sage_causal */
     int o_pairs;                           /* 1: o rows allow 4-byte (2-element) stores */
+    int o_vec;                             /* 1: o rows allow 16-byte stores (aligned base and
+                                              strides a multiple of 8 elements) */
     int d;                                 /* the head dim of q and o (<= the padded d_pad) */
     int flags;                             /* experiments (dev/sm90 probe, built with
                                               SAGE_SM90_EXPERIMENTS): XP variant; library: 0 */

@@ -493,10 +493,15 @@ __device__ __forceinline__ int kv_tiles(const sage_sm90_params &p, int q0, int c
 }
 
 /* Epilogue of a consumer thread: o = O / l * vs (+ v_mean) for its rows g, g + 8 and its
- * columns below p.d; lse. l: the lane's share of the row sums (all of it on the quad's lane 0). */
+ * columns below p.d; lse. l: the lane's share of the row sums (all of it on the quad's lane 0).
+ * s_stage (one warpgroup per CTA only): 64 x 2D bytes of shared memory no longer read (a K stage
+ * after the last tile). With it, and o rows 16-byte aligned at p.d = D, the warpgroup's o tile goes
+ * through shared memory and leaves as whole rows of 16-byte stores: the fragment layout's 4-byte
+ * stores (8 rows of 16 bytes per warp instruction) took ~3600 cycles per CTA at D = 128 (phase
+ * probe, docs/perf-log.md session 8). Same values either way. */
 template <int D, int NC, typename OutT, int FIRST_WG = 1>
 __device__ __forceinline__ void epilogue(const sage_sm90_params &p, const float (&O)[D / 2], float (&l)[2],
-                                         const float (&m)[2]) {
+                                         const float (&m)[2], uint32_t s_stage = 0) {
     const int tid = sreg_tid();
     const int3 cta = sreg_ctaid();
     const int wg = tid / 128, t = tid - 128 * wg, lane = t % 32, qd = lane % 4;
@@ -549,6 +554,52 @@ __device__ __forceinline__ void epilogue(const sage_sm90_params &p, const float 
     /* Columns in chunks of blocks of 8: 16 blocks (64 registers of scales and means) beside O at
      * D <= 128, 8 beside D = 256's 128 registers of O. */
     constexpr int NJ = D / 8, CH = D == 256 ? 8 : NJ;
+    if (NC == 1 && s_stage && p.o_vec && p.d == D) {
+        /* rows of 2D bytes, 16-byte chunk c of row r at chunk c ^ (r & 7): the fragment writes (8
+         * rows, one chunk) and the row reads (8 chunks of a row) are both free of bank conflicts */
+        const int rt = 16 * (t / 32) + lane / 4;   /* the thread's first row in the tile */
+        /* plain loads from one base (immediate offsets: no 64-bit address per load, which spilled
+         * at D = 256); all of a chunk's loads precede its first shared store */
+        const float2 *vs2 = reinterpret_cast<const float2 *>(vs + 2 * qd);
+        const float2 *vm2 = vm ? reinterpret_cast<const float2 *>(vm + 2 * qd) : nullptr;
+#pragma unroll
+        for (int j0 = 0; j0 < NJ; j0 += CH) {
+            float2 sc[CH], mn[CH];
+#pragma unroll
+            for (int jb = 0; jb < CH; ++jb) {
+                sc[jb] = vs2[4 * (j0 + jb)];
+                mn[jb] = vm2 ? vm2[4 * (j0 + jb)] : make_float2(0.f, 0.f);
+            }
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int rr = rt + 8 * r;
+                const float add = l[r] > 0.f ? 1.f : 0.f;
+#pragma unroll
+                for (int jb = 0; jb < CH; ++jb) {
+                    const int i = 4 * (j0 + jb) + 2 * r;
+                    const float v0 = fmaf(mn[jb].x, add, O[i] * inv[r] * sc[jb].x);
+                    const float v1 = fmaf(mn[jb].y, add, O[i + 1] * inv[r] * sc[jb].y);
+                    const uint32_t addr = s_stage + (uint32_t)(rr * 2 * D + (((j0 + jb) ^ (rr & 7)) << 4) + 4 * qd);
+                    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(Elem16<OutT>::pack2(v0, v1)) : "memory");
+                }
+            }
+        }
+        named_sync<3, 128>();
+        constexpr int CPR = 2 * D / 16;   /* 16-byte chunks per row */
+        const int tile_row0 = row0 - rt;
+#pragma unroll 4
+        for (int idx = t; idx < WG_Q * CPR; idx += 128) {
+            const int rr = idx / CPR, c = idx % CPR, row = tile_row0 + rr;
+            if (row >= p.nq) break;   /* idx grows with the row */
+            uint4 v;
+            asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                         : "r"(s_stage + (uint32_t)(rr * 2 * D + ((c ^ (rr & 7)) << 4)))
+                         : "memory");
+            *reinterpret_cast<uint4 *>(o_head + (int64_t)row * p.o_sn + 8 * c) = v;
+        }
+        return;
+    }
 #pragma unroll
     for (int j0 = 0; j0 < NJ; j0 += CH) {
         float2 sc[CH], mn[CH];

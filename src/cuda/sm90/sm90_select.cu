@@ -78,6 +78,7 @@ sage_status sm90_run(const sage_kernel *k, const sage_problem *p, void *ws, void
     P.causal = a->causal;
     /* 4-byte stores of element pairs need every row start 4-byte aligned. */
     P.o_pairs = sage_rows_aligned(a->o, a->o_stride_b, a->o_stride_h, a->o_stride_n, 2);
+    P.o_vec = sage_rows_aligned(a->o, a->o_stride_b, a->o_stride_h, a->o_stride_n, 8);
 
     sage_cuda_device_scope scope;
     if (sage_status s = sage_cuda_device_enter(a->device_ordinal, &scope, msg)) return s;
