@@ -554,6 +554,10 @@ __device__ __forceinline__ void epilogue(const sage_sm90_params &p, const float 
     /* Columns in chunks of blocks of 8: 16 blocks (64 registers of scales and means) beside O at
      * D <= 128, 8 beside D = 256's 128 registers of O. */
     constexpr int NJ = D / 8, CH = D == 256 ? 8 : NJ;
+    /* o at columns 2 x (O[i], O[i + 1]) of row half r, given the column pair's scales and means */
+    auto o_pair = [&](int i, int r, float2 sc, float2 mn, float add) {
+        return make_float2(fmaf(mn.x, add, O[i] * inv[r] * sc.x), fmaf(mn.y, add, O[i + 1] * inv[r] * sc.y));
+    };
     if (NC == 1 && s_stage && p.o_vec && p.d == D) {
         /* rows of 2D bytes, 16-byte chunk c of row r at chunk c ^ (r & 7): the fragment writes (8
          * rows, one chunk) and the row reads (8 chunks of a row) are both free of bank conflicts */
@@ -576,11 +580,9 @@ __device__ __forceinline__ void epilogue(const sage_sm90_params &p, const float 
                 const float add = l[r] > 0.f ? 1.f : 0.f;
 #pragma unroll
                 for (int jb = 0; jb < CH; ++jb) {
-                    const int i = 4 * (j0 + jb) + 2 * r;
-                    const float v0 = fmaf(mn[jb].x, add, O[i] * inv[r] * sc[jb].x);
-                    const float v1 = fmaf(mn[jb].y, add, O[i + 1] * inv[r] * sc[jb].y);
+                    const float2 v = o_pair(4 * (j0 + jb) + 2 * r, r, sc[jb], mn[jb], add);
                     const uint32_t addr = s_stage + (uint32_t)(rr * 2 * D + (((j0 + jb) ^ (rr & 7)) << 4) + 4 * qd);
-                    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(Elem16<OutT>::pack2(v0, v1)) : "memory");
+                    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(Elem16<OutT>::pack2(v.x, v.y)) : "memory");
                 }
             }
         }
@@ -619,14 +621,12 @@ __device__ __forceinline__ void epilogue(const sage_sm90_params &p, const float 
             for (int jb = 0; jb < CH; ++jb) {
                 const int d = 8 * (j0 + jb) + 2 * qd;
                 if (d >= p.d) break;     /* padded channels (p.d < D) are not stored */
-                const int i = 4 * (j0 + jb) + 2 * r;
-                const float v0 = fmaf(mn[jb].x, add, O[i] * inv[r] * sc[jb].x);
-                const float v1 = fmaf(mn[jb].y, add, O[i + 1] * inv[r] * sc[jb].y);
+                const float2 v = o_pair(4 * (j0 + jb) + 2 * r, r, sc[jb], mn[jb], add);
                 if (p.o_pairs && d + 1 < p.d) {
-                    *reinterpret_cast<uint32_t *>(orow + d) = Elem16<OutT>::pack2(v0, v1);
+                    *reinterpret_cast<uint32_t *>(orow + d) = Elem16<OutT>::pack2(v.x, v.y);
                 } else {
-                    orow[d] = Elem16<OutT>::one(v0);
-                    if (d + 1 < p.d) orow[d + 1] = Elem16<OutT>::one(v1);
+                    orow[d] = Elem16<OutT>::one(v.x);
+                    if (d + 1 < p.d) orow[d + 1] = Elem16<OutT>::one(v.y);
                 }
             }
         }
