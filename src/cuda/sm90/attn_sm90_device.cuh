@@ -174,6 +174,13 @@ template <> struct Elem16<__nv_bfloat16> {
     }
 };
 
+/* The PV A fragment (A7): register pr of P holds the e4m3 of scores p_score(pr, 0..3), byte t
+ * from p_score(pr, t): registers 4c .. 4c + 3 take the 16 scores 16c .. 16c + 15 as
+ * {0, 1, 4, 5}, {2, 3, 6, 7}, {8, 9, 12, 13}, {10, 11, 14, 15}. */
+__host__ __device__ constexpr int p_score(int pr, int t) {
+    return 16 * (pr / 4) + ((pr & 2) ? 8 : 0) + ((pr & 1) ? 2 : 0) + (t & 1) + ((t & 2) ? 4 : 0);
+}
+
 /* Softmax of one KV tile: S (int32 accumulators of QK^T) -> Pf (P~ as floats).
  * Updates the running max m[2] (rows g, g+8; base-2 units, unshifted) and the thread's partial
  * row sums l[2]; returns the rescale factors alpha[2] = exp2(m_old - m_new) of O.
@@ -276,13 +283,13 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
     float ps[2][NP];
 #pragma unroll
     for (int k = 0; k < NP; ++k) ps[0][k] = ps[1][k] = 0.f;
-    /* PACK: the scores in the order of the PV A-fragment registers (pack_p), each register packed
+    /* PACK: the scores in the order of the PV A-fragment registers (p_score), each register packed
      * right after its four exps, so the e4m3 conversions can issue inside the exp stream. Each
      * partial sum still adds its scores in increasing i: the same bits as the plain order. */
 #pragma unroll
     for (int pi = 0; pi < NS; ++pi) {
         const int pr = pi / 4, t = pi % 4;
-        const int i = PACK ? 16 * (pr / 4) + ((pr & 2) ? 8 : 0) + ((pr & 1) ? 2 : 0) + (t & 1) + ((t & 2) ? 4 : 0) : pi;
+        const int i = PACK ? p_score(pr, t) : pi;
         const int r = (i >> 1) & 1, k = (((i >> 2) * 2) + (i & 1)) % NP;
         const float x = __fmaf_rn(Pf[i], scr[r], m_sh[r]);   /* the spec: fmaf(s, sc, -(m - SHIFT)) */
         constexpr int poly_mask = (XP & XP_POLY_HALF) ? 1 : (XP & XP_POLY_QUARTER) ? 3 : -1;
@@ -292,7 +299,8 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
         else p = ex2(x);
         Pf[i] = p;
         ps[r][k] += p;
-        if (PACK && t == 3) P[pr] = pack_e4m3x4(Pf[i - 5], Pf[i - 4], Pf[i - 1], Pf[i]);
+        if (PACK && t == 3)
+            P[pr] = pack_e4m3x4(Pf[p_score(pr, 0)], Pf[p_score(pr, 1)], Pf[p_score(pr, 2)], Pf[p_score(pr, 3)]);
     }
     float rs[2];
 #pragma unroll
@@ -311,13 +319,8 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
 template <int NS>
 __device__ __forceinline__ void pack_p(const float (&Pf)[NS], uint32_t (&P)[NS / 4]) {
 #pragma unroll
-    for (int c = 0; c < NS / 16; ++c) {
-        const int b = 16 * c;
-        P[4 * c + 0] = pack_e4m3x4(Pf[b + 0], Pf[b + 1], Pf[b + 4], Pf[b + 5]);
-        P[4 * c + 1] = pack_e4m3x4(Pf[b + 2], Pf[b + 3], Pf[b + 6], Pf[b + 7]);
-        P[4 * c + 2] = pack_e4m3x4(Pf[b + 8], Pf[b + 9], Pf[b + 12], Pf[b + 13]);
-        P[4 * c + 3] = pack_e4m3x4(Pf[b + 10], Pf[b + 11], Pf[b + 14], Pf[b + 15]);
-    }
+    for (int pr = 0; pr < NS / 4; ++pr)
+        P[pr] = pack_e4m3x4(Pf[p_score(pr, 0)], Pf[p_score(pr, 1)], Pf[p_score(pr, 2)], Pf[p_score(pr, 3)]);
 }
 
 /* Issue S = Q . K^T for one KV tile: D/32 k-steps of 32 bytes along each row (B3); k-steps 4..7
