@@ -2,7 +2,7 @@
 """Per kernel instance of a cuobjdump --dump-sass listing: IGMMA / QGMMA counts and local-memory
 (LDL/STL: register spill) instructions, split into those inside the KV loop and the rest.
 
-The KV loop is the innermost loop (the range of a backward branch) that issues IGMMA. Exit 1 when
+The KV loop is the innermost natural loop of the control-flow graph that issues IGMMA. Exit 1 when
 an instance lacks IGMMA or QGMMA, has no such loop, or touches local memory inside it; spills
 outside it (at most once per work tile) are reported, not failed.
 Usage: sass_kv_loop_check.py SASS_FILE"""
@@ -27,16 +27,59 @@ def instances(path):
 
 
 def kv_loops(body):
+    """The natural loops of the control-flow graph that issue IGMMA and hold no such loop inside,
+    each as the set of its instruction addresses. A loop is the target of a backward branch plus
+    every block that reaches the branch without passing through the target: out-of-line blocks
+    that jump back in (retry loops of a barrier wait, cold paths) belong to it, code after it
+    (an epilogue) does not."""
+    addrs = [a for a, _ in body]
+    index = {a: k for k, a in enumerate(addrs)}
+    branch = {}
+    for a, ins in body:
+        m = re.search(r"\bBRA(?:\.\S+)? (?:\S+, )?0x([0-9a-f]+)", ins)
+        if m:
+            branch[a] = int(m.group(1), 16)
+    # block leaders: entry, branch targets, instructions after a branch or an exit
+    leaders = {addrs[0]} | {t for t in branch.values() if t in index}
+    for k, (a, ins) in enumerate(body[:-1]):
+        if a in branch or re.match(r"(@!?U?P\w+\s+)?(EXIT|RET)", ins):
+            leaders.add(addrs[k + 1])
+    starts = sorted(leaders)
+    block_of = {}
+    blocks = []
+    for b, lo in enumerate(starts):
+        hi = starts[b + 1] if b + 1 < len(starts) else addrs[-1] + 1
+        members = [a for a in addrs[index[lo]:] if a < hi]
+        blocks.append(members)
+        for a in members:
+            block_of[a] = b
+    preds = {b: set() for b in range(len(blocks))}
+    for b, members in enumerate(blocks):
+        last = members[-1]
+        ins = body[index[last]][1]
+        if last in branch and branch[last] in block_of:
+            preds[block_of[branch[last]]].add(b)
+        # BRA.DIV branches only when the warp is divergent: it falls through too
+        unconditional = (last in branch and re.match(r"BRA(\.U)? ", ins)) or re.match(r"(EXIT|RET)", ins)
+        if not unconditional and b + 1 < len(blocks):
+            preds[b + 1].add(b)
     loops = []
-    for addr, ins in body:
-        m = re.search(r"BRA (?:\S+ )?0x([0-9a-f]+)", ins)
-        if m and int(m.group(1), 16) < addr:
-            lo, hi = int(m.group(1), 16), addr
-            if any("IGMMA" in i for a, i in body if lo <= a <= hi):
-                loops.append((lo, hi))
-    # innermost: no other IGMMA loop inside
-    return [(lo, hi) for lo, hi in loops
-            if not any((l2, h2) != (lo, hi) and lo <= l2 and h2 <= hi for l2, h2 in loops)]
+    for src, tgt in branch.items():
+        if tgt > src or tgt not in block_of:
+            continue
+        head, tail = block_of[tgt], block_of[src]
+        loop, todo = {head, tail}, [tail]
+        while todo:
+            for p in preds[todo.pop()]:
+                if p not in loop:
+                    loop.add(p)
+                    todo.append(p)
+        if 0 in loop and head != 0:
+            continue   # the target does not dominate the branch (a jump back from a cold path): no loop
+        members = {a for b in loop for a in blocks[b]}
+        if any("IGMMA" in body[index[a]][1] for a in members):
+            loops.append(members)
+    return [l for l in loops if not any(o < l for o in loops)]
 
 
 def main():
@@ -46,7 +89,7 @@ def main():
         qg = sum("QGMMA" in i for _, i in body)
         loops = kv_loops(body)
         local = [a for a, i in body if re.match(r"(@!?U?P\w+\s+)?(LDL|STL)[. ]", i)]
-        in_loop = [a for a in local if any(lo <= a <= hi for lo, hi in loops)]
+        in_loop = [a for a in local if any(a in l for l in loops)]
         print(f"   {name[:96]:96s} IGMMA {ig:3d} QGMMA {qg:3d} KV loops {len(loops)} "
               f"LDL/STL in them {len(in_loop)}, elsewhere {len(local) - len(in_loop)}")
         if ig == 0 or qg == 0 or not loops or in_loop:

@@ -94,3 +94,33 @@ TEST(gpu_sm90_causal_skip) {
         for (const char *kn : sm90_kernels()) sm90_case(c, o, kn, label);
     }
 }
+
+/* Many short Q tiles over few keys: 3000 rows x 16 heads = 752 CTAs of 64 rows (376 of 128), more than
+ * an H100 or H200 holds at once at any head dim (the 64-row kernel: 4 / 3 / 2 CTAs per SM at D 64 /
+ * 128 / 256), so CTAs start as others finish; KV tiles per CTA 1 (Nk 100) or 3; with bottom-right
+ * causal masking (Nq > Nk) the first Nq - Nk rows see no key (o = 0, lse = -inf) beside rows that
+ * see some. GQA 16 / 4. */
+TEST(gpu_sm90_many_q_tiles) {
+    if (!gpu_available()) return;
+    if (sm90_kernels().empty()) {
+        sage_test_skip("the Hopper kernels are not built or not runnable on this device");
+        return;
+    }
+    const sage_causal cms[] = {SAGE_CAUSAL_NONE, SAGE_CAUSAL_BOTTOM_RIGHT, SAGE_CAUSAL_TOP_LEFT};
+    int n = 0;
+    for (int64_t D : {64, 128, 256})
+        for (int64_t Nk : {100, 300})
+            for (sage_causal cm : cms) {
+                tc_case c = tc_case_default();
+                c.dtype = (n & 1) ? SAGE_DTYPE_BF16 : SAGE_DTYPE_FP16;
+                c.B = 1; c.Hq = 16; c.Hkv = 4; c.Nq = 3000; c.Nk = Nk; c.D = D;
+                c.causal = cm;
+                c.seed = 9700 + (uint64_t)n++;
+                tc_opts o = tc_opts_default();
+                o.pv = SAGE_PV_FP8;
+                char label[128];
+                snprintf(label, sizeof label, "sm90 many tiles D%lld Nq3000 Nk%lld causal%d", (long long)D, (long long)Nk,
+                         (int)cm);
+                for (const char *kn : sm90_kernels()) sm90_case(c, o, kn, label);
+            }
+}

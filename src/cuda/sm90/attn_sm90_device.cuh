@@ -213,12 +213,18 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
         float pm[2][NPM];
 #pragma unroll
         for (int k = 0; k < NPM; ++k) pm[0][k] = pm[1][k] = -INFINITY;
+        /* Score i sits at column kv0 + 2 qd + c(i), c(i) = 8 (i >> 2) + (i & 1) (A4), of row
+         * row0 + 8 r. It is dead past the last key (column >= nk) or, causal, past the row's last
+         * visible key (column > row + off): c(i) > lim[r], one compare with an immediate each. */
+        int lim[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            lim[r] = nk - 1 - kv0 - 2 * qd;
+            if (CAUSAL) lim[r] = min(lim[r], row0 + 8 * r + causal_off - kv0 - 2 * qd);
+        }
 #pragma unroll
         for (int i = 0; i < NS; ++i) {
-            const int col = kv0 + 8 * (i >> 2) + 2 * qd + (i & 1);
-            const int row = row0 + 8 * ((i >> 1) & 1);
-            bool dead = col >= nk;
-            if (CAUSAL) dead = dead || col > row + causal_off;
+            const bool dead = 8 * (i >> 2) + (i & 1) > lim[(i >> 1) & 1];
             Pf[i] = dead ? -INFINITY : (float)(int)S[i];
             const int r = (i >> 1) & 1, k = (((i >> 2) * 2) + (i & 1)) % NPM;
             pm[r][k] = fmaxf(pm[r][k], Pf[i]);
