@@ -5,11 +5,12 @@
 #   scripts/ab-bench.sh OLD_BENCH NEW_BENCH [R=2]
 # SHAPES overrides the list: "B:N:D:causal ..." (causal none|tl). fp16, H = 32, no validation.
 # OLD_ARGS / NEW_ARGS: extra arguments of each side (e.g. OLD_ARGS="--kernel NAME": one binary,
-# two kernels).
+# two kernels). ITERS: timed launches per run (default 20: mostly at boost clock; 200 keeps an H100
+# at its 700 W cap, where the SM clock falls to ~1.5-1.8 GHz: docs/perf-log.md, session 9).
 set -u -o pipefail
 OLD=$1 NEW=$2 R=${3:-2}
 OUT=${OUT:-ab-out}
-OLD_ARGS=${OLD_ARGS:-} NEW_ARGS=${NEW_ARGS:-}
+OLD_ARGS=${OLD_ARGS:-} NEW_ARGS=${NEW_ARGS:-} ITERS=${ITERS:-20}
 mkdir -p "$OUT"
 SHAPES=${SHAPES:-"16:1024:128:none 4:4096:128:none 2:8192:128:none 1:16384:128:none 16:1024:128:tl 1:16384:128:tl \
 16:1024:64:none 2:8192:64:none 1:16384:64:tl 16:1024:256:none 2:8192:256:none"}
@@ -22,7 +23,7 @@ for s in $SHAPES; do
     for which in old new; do
       bin=$OLD args=$OLD_ARGS; [ $which = new ] && bin=$NEW args=$NEW_ARGS
       # shellcheck disable=SC2086
-      "$bin" $args -b "$B" -H 32 -n "$N" -d "$D" --causal "$C" --iters 20 --no-validate --csv 2>> "$OUT/ab.err" \
+      "$bin" $args -b "$B" -H 32 -n "$N" -d "$D" --causal "$C" --iters "$ITERS" --no-validate --csv 2>> "$OUT/ab.err" \
         | tail -n 1 >> "$OUT/$which.tmp"
     done
   done
