@@ -20,6 +20,16 @@ std::vector<const char *> sm90_kernels() {
     return v;
 }
 
+/* Whether the Hopper kernels can run here; if not, the test is skipped (with the reason). */
+bool sm90_runnable() {
+    if (!gpu_available()) return false;
+    if (sm90_kernels().empty()) {
+        sage_test_skip("the Hopper kernels are not built or not runnable on this device");
+        return false;
+    }
+    return true;
+}
+
 bool sm90_case(const tc_case &c, tc_opts o, const char *kn, const char *label) {
     tc_data *d = tc_make(&c);
     tc_out out = tc_out_alloc(d), ref = tc_out_alloc(d);
@@ -42,11 +52,7 @@ bool sm90_case(const tc_case &c, tc_opts o, const char *kn, const char *label) {
 } // namespace
 
 TEST(gpu_sm90_tile_counts_and_ring) {
-    if (!gpu_available()) return;
-    if (sm90_kernels().empty()) {
-        sage_test_skip("the Hopper kernels are not built or not runnable on this device");
-        return;
-    }
+    if (!sm90_runnable()) return;
     /* KV tiles of 128 keys: 1, 2 (= D256 stages), 3 (= D128 stages), 4 (= D64 stages), 5, 16 (ring
      * wraps). */
     const int64_t nks[] = {100, 256, 300, 512, 577, 2000};
@@ -77,11 +83,7 @@ TEST(gpu_sm90_tile_counts_and_ring) {
 /* Causal at a longer square shape: CTAs near the top skip most KV tiles, the heaviest run all;
  * blockIdx order is reversed (heavy first), so this also covers the q-tile index mapping. */
 TEST(gpu_sm90_causal_skip) {
-    if (!gpu_available()) return;
-    if (sm90_kernels().empty()) {
-        sage_test_skip("the Hopper kernels are not built or not runnable on this device");
-        return;
-    }
+    if (!sm90_runnable()) return;
     for (int64_t D : {64, 128, 256}) {
         tc_case c = tc_case_default();
         c.B = 2; c.Hq = 2; c.Hkv = 2; c.Nq = 1100; c.Nk = 1100; c.D = D;
@@ -101,11 +103,7 @@ TEST(gpu_sm90_causal_skip) {
  * causal masking (Nq > Nk) the first Nq - Nk rows see no key (o = 0, lse = -inf) beside rows that
  * see some. GQA 16 / 4. */
 TEST(gpu_sm90_many_q_tiles) {
-    if (!gpu_available()) return;
-    if (sm90_kernels().empty()) {
-        sage_test_skip("the Hopper kernels are not built or not runnable on this device");
-        return;
-    }
+    if (!sm90_runnable()) return;
     const sage_causal cms[] = {SAGE_CAUSAL_NONE, SAGE_CAUSAL_BOTTOM_RIGHT, SAGE_CAUSAL_TOP_LEFT};
     int n = 0;
     for (int64_t D : {64, 128, 256})
