@@ -48,8 +48,7 @@ def kv_loops(body):
     block_of = {}
     blocks = []
     for b, lo in enumerate(starts):
-        hi = starts[b + 1] if b + 1 < len(starts) else addrs[-1] + 1
-        members = [a for a in addrs[index[lo]:] if a < hi]
+        members = addrs[index[lo]:index[starts[b + 1]] if b + 1 < len(starts) else len(addrs)]
         blocks.append(members)
         for a in members:
             block_of[a] = b
