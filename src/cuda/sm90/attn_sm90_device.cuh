@@ -181,6 +181,22 @@ __host__ __device__ constexpr int p_score(int pr, int t) {
     return 16 * (pr / 4) + ((pr & 2) ? 8 : 0) + ((pr & 1) ? 2 : 0) + (t & 1) + ((t & 2) ? 4 : 0);
 }
 
+/* Score i of a thread's tile (A4 order) adds to partial row sum k = (2 (i >> 2) + (i & 1)) % NP of
+ * row (i >> 1) & 1. Bit pi of the mask: the pi-th score visited (in P-register order when PACK) is
+ * the first of its partial sum. A constant, so each test folds away in the unrolled loop. */
+template <int NS, int NP, bool PACK> __host__ __device__ constexpr uint64_t first_in_partial_sum_mask() {
+    static_assert(NS <= 64, "one bit per score");
+    auto score = [](int v) { return PACK ? p_score(v / 4, v % 4) : v; };
+    auto sum_of = [](int i) { return 2 * (((2 * (i >> 2)) + (i & 1)) % NP) + ((i >> 1) & 1); };
+    uint64_t mask = 0, seen = 0;
+    for (int v = 0; v < NS; ++v) {
+        const uint64_t bit = 1ull << sum_of(score(v));
+        if (!(seen & bit)) mask |= 1ull << v;
+        seen |= bit;
+    }
+    return mask;
+}
+
 /* Softmax of one KV tile: S (int32 accumulators of QK^T) -> Pf (P~ as floats).
  * Updates the running max m[2] (rows g, g+8; base-2 units, unshifted) and the thread's partial
  * row sums l[2]; returns the rescale factors alpha[2] = exp2(m_old - m_new) of O.
@@ -285,10 +301,10 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
             if (big1) scr[1] = 1.f;
         }
     }
-    /* Row sums likewise in NP partial sums per row. */
+    /* Row sums likewise in NP partial sums per row; each starts as its first score (0 + p = p
+     * for every exp result, which is never -0: the same bits as a sum started at 0). */
     float ps[2][NP];
-#pragma unroll
-    for (int k = 0; k < NP; ++k) ps[0][k] = ps[1][k] = 0.f;
+    constexpr uint64_t FIRST = first_in_partial_sum_mask<NS, NP, PACK>();
     /* PACK: the scores in the order of the PV A-fragment registers (p_score), each register packed
      * right after its four exps, so the e4m3 conversions can issue inside the exp stream. Each
      * partial sum still adds its scores in increasing i: the same bits as the plain order. */
@@ -304,7 +320,7 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
         else if (poly_mask >= 0 && (i & poly_mask) == poly_mask) p = exp2_poly(x);
         else p = ex2(x);
         Pf[i] = p;
-        ps[r][k] += p;
+        ps[r][k] = (FIRST >> pi) & 1 ? p : ps[r][k] + p;
         if (PACK && t == 3)
             P[pr] = pack_e4m3x4(Pf[p_score(pr, 0)], Pf[p_score(pr, 1)], Pf[p_score(pr, 2)], Pf[p_score(pr, 3)]);
     }
