@@ -181,6 +181,14 @@ __host__ __device__ constexpr int p_score(int pr, int t) {
     return 16 * (pr / 4) + ((pr & 2) ? 8 : 0) + ((pr & 1) ? 2 : 0) + (t & 1) + ((t & 2) ? 4 : 0);
 }
 
+/* P~ floats -> the A-fragment registers of the PV wgmma (NS/16 k32 chunks x 4 registers), A7. */
+template <int NS>
+__device__ __forceinline__ void pack_p(const float (&Pf)[NS], uint32_t (&P)[NS / 4]) {
+#pragma unroll
+    for (int pr = 0; pr < NS / 4; ++pr)
+        P[pr] = pack_e4m3x4(Pf[p_score(pr, 0)], Pf[p_score(pr, 1)], Pf[p_score(pr, 2)], Pf[p_score(pr, 3)]);
+}
+
 /* Score i of a thread's tile (A4 order) adds to partial row sum k = (2 (i >> 2) + (i & 1)) % NP of
  * row (i >> 1) & 1. Bit pi of the mask: the pi-th score visited (in P-register order when PACK) is
  * the first of its partial sum. A constant, so each test folds away in the unrolled loop. */
@@ -213,6 +221,7 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
     if (XP & XP_NO_SOFTMAX) {   /* experiment: scale only, no max / exp / sum */
 #pragma unroll
         for (int i = 0; i < NS; ++i) Pf[i] = (float)(int)S[i] * sc;
+        if (PACK) pack_p(Pf, *reinterpret_cast<uint32_t(*)[NS / 4]>(P));
         alpha[0] = alpha[1] = 1.f;
         l[0] += Pf[0];
         l[1] += Pf[2];
@@ -335,14 +344,6 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
     }
     l[0] = l[0] * alpha[0] + rs[0];
     l[1] = l[1] * alpha[1] + rs[1];
-}
-
-/* P~ floats -> the A-fragment registers of the PV wgmma (NS/16 k32 chunks x 4 registers), A7. */
-template <int NS>
-__device__ __forceinline__ void pack_p(const float (&Pf)[NS], uint32_t (&P)[NS / 4]) {
-#pragma unroll
-    for (int pr = 0; pr < NS / 4; ++pr)
-        P[pr] = pack_e4m3x4(Pf[p_score(pr, 0)], Pf[p_score(pr, 1)], Pf[p_score(pr, 2)], Pf[p_score(pr, 3)]);
 }
 
 /* Issue S = Q . K^T for one KV tile: D/32 k-steps of 32 bytes along each row (B3); k-steps 4..7
