@@ -2,6 +2,7 @@
 """sageattn vs torch SDPA (flash and cuDNN backends), same GPU, same run, same inputs.
 
     python3 bench/compare.py --lib build-gpu/libsageattn.so [--out DIR] [--quick]
+                             [--extra-lib LABEL=PATH ...] [--ns 1024,8192]
 
 Grid of the brief: fp16, H = 32, B * N = 16K tokens, D in --dims (64, 128, 256), causal or not, N = 1K .. 32K.
 Each method is timed with CUDA events around the call as a user makes it (our quantization
@@ -10,6 +11,8 @@ methods take turns for --rounds rounds and each keeps its best median (a window 
 runs slow, seen as 10-20 % on single shapes, then hits all three or none).
 TOPS = 4 B H N^2 D / t, halved when causal. Prints a table of TOPS and ratios, writes
 compare.csv and compare.png (if matplotlib is there) to --out (default $OUT or .).
+--extra-lib times other builds of the library (an older commit, an experiment build) in the same
+rounds, so every version meets the peers in the same state of the GPU (clock, power cap).
 """
 import argparse
 import ctypes as C
@@ -106,14 +109,26 @@ def main():
     ap.add_argument("--quick", action="store_true", help="D 128 only, N 1K/4K/16K")
     ap.add_argument("--pv", type=int, default=0, help="0 auto, 1 fp8, 2 16-bit")
     ap.add_argument("--dims", default="64,128,256", help="head dims, comma-separated")
+    ap.add_argument("--ns", default="", help="sequence lengths, comma-separated (default 1K..32K)")
+    ap.add_argument("--extra-lib", action="append", default=[], metavar="LABEL=PATH",
+                    help="another build of the library, timed in the same rounds (repeatable)")
     ap.add_argument("--hkv", type=int, default=32,
                     help="key/value heads (32 query heads; fewer = GQA: the torch peers then run on K and V "
                          "expanded to 32 heads beforehand, outside the timing, the same FLOPs)")
     args = ap.parse_args()
     sage = Sage(args.lib)
+    extras = []
+    for spec in args.extra_lib:
+        label, sep, path = spec.partition("=")
+        if not sep or not label.isidentifier() or label in ("sage", "flash", "cudnn"):
+            ap.error(f"--extra-lib wants LABEL=PATH with a new identifier as LABEL: {spec}")
+        extras.append((label, Sage(path)))
+    labels = [label for label, _ in extras]
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     Ns = [1024, 4096, 16384] if args.quick else [1024, 2048, 4096, 8192, 16384, 32768]
+    if args.ns:
+        Ns = [int(n) for n in args.ns.split(",")]
     Ds = [128] if args.quick else [int(d) for d in args.dims.split(",")]
     H, tokens = 32, 16384
     if args.hkv < 1 or H % args.hkv:
@@ -133,6 +148,11 @@ def main():
                 peer_sets = [(q, k.repeat_interleave(H // args.hkv, dim=1), v.repeat_interleave(H // args.hkv, dim=1), o)
                              for q, k, v, o in sets]
                 a, ws, kname = sage.prepare(*sets[0], causal, args.pv)
+                # each extra build gets its own args and workspace (its layout may differ)
+                extra_calls = []
+                for label, lib in extras:
+                    xa, xws, _ = lib.prepare(*sets[0], causal, args.pv)
+                    extra_calls.append((label, lambda q, k, v, o, lib=lib, xa=xa, xws=xws: lib.forward(xa, xws, q, k, v, o)))
                 fl = 4 * B * H * N * N * D / (2 if causal else 1)
                 res = {"D": D, "causal": int(causal), "N": N, "B": B, "Hkv": args.hkv, "kernel": kname}
 
@@ -142,6 +162,9 @@ def main():
                 for _ in range(args.rounds):
                     t = time_ms(ours, sets, args.iters)
                     res["sage_ms"] = min(res.get("sage_ms", t), t)
+                    for label, call in extra_calls:
+                        t = time_ms(call, sets, args.iters)
+                        res[label + "_ms"] = min(res.get(label + "_ms", t), t)
                     for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
                         try:
                             with sdpa_kernel(be):
@@ -161,18 +184,19 @@ def main():
                 got = o[:1, :2].float()
                 res["cos"] = F.cosine_similarity(got.flatten(), ref.flatten(), dim=0).item()
                 res["relL1"] = ((got - ref).abs().sum() / ref.abs().sum()).item()
-                for m in ("sage", "flash", "cudnn"):
+                for m in ["sage", "flash", "cudnn"] + labels:
                     res[m + "_tops"] = fl / (res[m + "_ms"] * 1e-3) * 1e-12
                 rows.append(res)
+                more = "".join(f"  {x} {res[x + '_tops']:6.1f}" for x in labels)
                 print(f"D{D} causal{int(causal)} N{N:6d} B{B:2d}: sage {res['sage_tops']:6.1f}  flash {res['flash_tops']:6.1f}"
-                      f"  cudnn {res['cudnn_tops']:6.1f} TOPS  ({kname}, cos {res['cos']:.5f}, relL1 {res['relL1']:.4f})",
+                      f"  cudnn {res['cudnn_tops']:6.1f}{more} TOPS  ({kname}, cos {res['cos']:.5f}, relL1 {res['relL1']:.4f})",
                       flush=True)
-                del sets, peer_sets, a, ws
+                del sets, peer_sets, a, ws, extra_calls
                 torch.cuda.empty_cache()
 
     os.makedirs(args.out, exist_ok=True)
     keys = ["D", "causal", "N", "B", "Hkv", "kernel", "sage_ms", "flash_ms", "cudnn_ms", "sage_tops", "flash_tops",
-            "cudnn_tops", "cos", "relL1"]
+            "cudnn_tops", "cos", "relL1"] + [x + s for x in labels for s in ("_ms", "_tops")]
     with open(os.path.join(args.out, "compare.csv"), "w") as f:
         f.write(",".join(keys) + "\n")
         for r in rows:
@@ -198,10 +222,11 @@ def main():
     except ImportError:
         print("matplotlib missing: no plot", file=sys.stderr)
 
-    print("\n  D causal      N   sage  flash  cudnn  sage/flash  sage/cudnn")
+    print("\n  D causal      N   sage  flash  cudnn  sage/flash  sage/cudnn" + "".join(f"  {x}/cudnn" for x in labels))
     for r in rows:
+        more = "".join(f"  {r[x + '_tops'] / r['cudnn_tops']:{len(x) + 6}.2f}" for x in labels)
         print(f"{r['D']:3d} {r['causal']:6d} {r['N']:6d} {r['sage_tops']:6.1f} {r['flash_tops']:6.1f} {r['cudnn_tops']:6.1f}"
-              f"  {r['sage_tops'] / r['flash_tops']:10.2f}  {r['sage_tops'] / r['cudnn_tops']:10.2f}")
+              f"  {r['sage_tops'] / r['flash_tops']:10.2f}  {r['sage_tops'] / r['cudnn_tops']:10.2f}{more}")
 
 
 if __name__ == "__main__":
