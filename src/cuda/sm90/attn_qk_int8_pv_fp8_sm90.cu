@@ -364,7 +364,7 @@ struct WsKernel {
             }
         }
 #endif
-        return run_xp<D, CAUSAL, OutT>(p, tk, tv, stream, msg);
+        return run_xp<D, CAUSAL, OutT, SAGE_SM90_XP>(p, tk, tv, stream, msg);
     }
 };
 

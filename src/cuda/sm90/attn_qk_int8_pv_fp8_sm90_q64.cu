@@ -14,13 +14,6 @@
  * earlier warp-specialized 64-row shapes in docs/perf-log.md (session 6). */
 #include "attn_sm90_device.cuh"
 
-/* Experiment builds only (e.g. -DSAGE_SM90_Q64_XP=4: no max / exp / sum, the design's ceiling
- * without its softmax; docs/perf-log.md): an XP flag set of attn_sm90_device.cuh for this kernel's
- * softmax. 0 (none) in the library. */
-#ifndef SAGE_SM90_Q64_XP
-#define SAGE_SM90_Q64_XP 0
-#endif
-
 namespace sage_sm90 {
 
 template <int D> struct Q64Cfg {
@@ -40,7 +33,7 @@ __global__ void __launch_bounds__(128, Q64Cfg<D>::CTAS_PER_SM)
     attn_qk_int8_pv_fp8_sm90_q64(const __grid_constant__ CUtensorMap tm_k, const __grid_constant__ CUtensorMap tm_v,
                                  const __grid_constant__ sage_sm90_params p) {
     using C = Tile<D, 1>;
-    constexpr int CTA_Q = WG_Q, NS = KT / 2, ST = Q64Cfg<D>::STAGES, XP = SAGE_SM90_Q64_XP;
+    constexpr int CTA_Q = WG_Q, NS = KT / 2, ST = Q64Cfg<D>::STAGES, XP = SAGE_SM90_XP;
     constexpr uint32_t OFF_K = C::Q_BYTES, OFF_V = OFF_K + ST * C::K_BYTES, OFF_BAR = OFF_V + ST * C::V_BYTES;
     extern __shared__ uint8_t smem_raw[];
     const uint32_t sbase = (smem_addr(smem_raw) + 1023u) & ~1023u;

@@ -27,9 +27,14 @@ constexpr float LOG2E = 1.4426950408889634f;
 constexpr float LN2 = 0.6931471805599453f;
 static_assert(KT == 128, "S is m64n128: 64 registers per thread");
 
-/* Experiment variants (template parameter XP; only built with SAGE_SM90_EXPERIMENTS, for the
- * dev/sm90 probe; the library instantiates XP = 0). Bits 1-8 compute wrong results on purpose:
- * each removes one part of the work to show what bounds the time. */
+/* Experiment variants (template parameter XP). The library instantiates XP = SAGE_SM90_XP, 0
+ * unless an experiment build sets it (-DSAGE_SM90_XP=4: both kernels without their softmax, the
+ * design's ceiling; docs/perf-log.md, session 10); the dev/sm90 probe picks others at run time
+ * (SAGE_SM90_EXPERIMENTS). Bits 1-8 compute wrong results on purpose: each removes one part of
+ * the work to show what bounds the time. */
+#ifndef SAGE_SM90_XP
+#define SAGE_SM90_XP 0
+#endif
 constexpr int XP_NO_PINGPONG = 1;   /* consumer warpgroups issue without taking turns */
 constexpr int XP_NO_MUFU = 2;       /* exp2 replaced by an FFMA */
 constexpr int XP_NO_SOFTMAX = 4;    /* no max / exp: P = S * scale */
