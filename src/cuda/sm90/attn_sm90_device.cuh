@@ -194,16 +194,19 @@ __device__ __forceinline__ void pack_p(const float (&Pf)[NS], uint32_t (&P)[NS /
         P[pr] = pack_e4m3x4(Pf[p_score(pr, 0)], Pf[p_score(pr, 1)], Pf[p_score(pr, 2)], Pf[p_score(pr, 3)]);
 }
 
-/* Score i of a thread's tile (A4 order) adds to partial row sum k = (2 (i >> 2) + (i & 1)) % NP of
- * row (i >> 1) & 1. Bit pi of the mask: the pi-th score visited (in P-register order when PACK) is
- * the first of its partial sum. A constant, so each test folds away in the unrolled loop. */
+/* Score i of a thread's tile (A4 order) is in row score_row(i) (0: g, 1: g + 8) and, of that
+ * row's np partial maxima / sums, adds to score_part(i, np). */
+__host__ __device__ constexpr int score_row(int i) { return (i >> 1) & 1; }
+__host__ __device__ constexpr int score_part(int i, int np) { return (2 * (i >> 2) + (i & 1)) % np; }
+
+/* Bit pi: the pi-th score visited (in P-register order when PACK) is the first of its partial
+ * sum. A constant, so each test folds away in the unrolled loop. */
 template <int NS, int NP, bool PACK> __host__ __device__ constexpr uint64_t first_in_partial_sum_mask() {
     static_assert(NS <= 64, "one bit per score");
-    auto score = [](int v) { return PACK ? p_score(v / 4, v % 4) : v; };
-    auto sum_of = [](int i) { return 2 * (((2 * (i >> 2)) + (i & 1)) % NP) + ((i >> 1) & 1); };
     uint64_t mask = 0, seen = 0;
     for (int v = 0; v < NS; ++v) {
-        const uint64_t bit = 1ull << sum_of(score(v));
+        const int i = PACK ? p_score(v / 4, v % 4) : v;
+        const uint64_t bit = 1ull << (2 * score_part(i, NP) + score_row(i));
         if (!(seen & bit)) mask |= 1ull << v;
         seen |= bit;
     }
@@ -254,9 +257,9 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
         }
 #pragma unroll
         for (int i = 0; i < NS; ++i) {
-            const bool dead = 8 * (i >> 2) + (i & 1) > lim[(i >> 1) & 1];
+            const bool dead = 8 * (i >> 2) + (i & 1) > lim[score_row(i)];
             Pf[i] = dead ? -INFINITY : (float)(int)S[i];
-            const int r = (i >> 1) & 1, k = (((i >> 2) * 2) + (i & 1)) % NPM;
+            const int r = score_row(i), k = score_part(i, NPM);
             pm[r][k] = fmaxf(pm[r][k], Pf[i]);
         }
 #pragma unroll
@@ -273,7 +276,7 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
         for (int k = 0; k < NP; ++k) pm[0][k] = pm[1][k] = INT_MIN;
 #pragma unroll
         for (int i = 0; i < NS; ++i) {
-            const int r = (i >> 1) & 1, k = (((i >> 2) * 2) + (i & 1)) % NP;
+            const int r = score_row(i), k = score_part(i, NP);
             pm[r][k] = max(pm[r][k], (int)S[i]);
         }
 #pragma unroll
@@ -310,7 +313,7 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
         if (__any_sync(0xffffffffu, big0 || big1)) {
 #pragma unroll
             for (int i = 0; i < NS; ++i)
-                if (((i >> 1) & 1) ? big1 : big0) Pf[i] = __fmul_rn(Pf[i], sc);
+                if (score_row(i) ? big1 : big0) Pf[i] = __fmul_rn(Pf[i], sc);
             if (big0) scr[0] = 1.f;
             if (big1) scr[1] = 1.f;
         }
@@ -326,7 +329,7 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
     for (int pi = 0; pi < NS; ++pi) {
         const int pr = pi / 4, t = pi % 4;
         const int i = PACK ? p_score(pr, t) : pi;
-        const int r = (i >> 1) & 1, k = (((i >> 2) * 2) + (i & 1)) % NP;
+        const int r = score_row(i), k = score_part(i, NP);
         const float x = __fmaf_rn(Pf[i], scr[r], m_sh[r]);   /* the spec: fmaf(s, sc, -(m - SHIFT)) */
         constexpr int poly_mask = (XP & XP_POLY_HALF) ? 1 : (XP & XP_POLY_QUARTER) ? 3 : -1;
         float p;
