@@ -248,11 +248,13 @@ def main():
     except ImportError:
         print("matplotlib missing: no plot", file=sys.stderr)
 
-    print("\n  D causal      N   sage  flash  cudnn  sage/flash  sage/cudnn" + "".join(f"  {x}/cudnn" for x in labels))
+    print("\n  D causal      N   sage  flash  cudnn  sage/flash  sage/cudnn  relL1/floor"
+          + "".join(f"  {x}/cudnn" for x in labels))
     for r in rows:
         more = "".join(f"  {r[x + '_tops'] / r['cudnn_tops']:{len(x) + 6}.2f}" for x in labels)
         print(f"{r['D']:3d} {r['causal']:6d} {r['N']:6d} {r['sage_tops']:6.1f} {r['flash_tops']:6.1f} {r['cudnn_tops']:6.1f}"
-              f"  {r['sage_tops'] / r['flash_tops']:10.2f}  {r['sage_tops'] / r['cudnn_tops']:10.2f}{more}")
+              f"  {r['sage_tops'] / r['flash_tops']:10.2f}  {r['sage_tops'] / r['cudnn_tops']:10.2f}"
+              f"  {r['relL1'] / r['floor_relL1']:11.3f}{more}")
 
 
 if __name__ == "__main__":
