@@ -114,9 +114,14 @@ __global__ void __launch_bounds__(128, Q64Cfg<D>::CTAS_PER_SM)
         wgmma_fence();
         issue_qk<D, 1>(S, qdesc, make_desc(s_k + st * C::K_BYTES, C::QK_SWZ));
         wgmma_commit();
+        /* Thread 0 refills stages in the shadow of an MMA, where its warp waits anyway, not between
+         * an MMA's completion and the softmax, where its warp would hold up the warpgroup's next
+         * wgmma: here V stage (j - 1) % ST, whose MMA PV(j - 1) completed. With one stage (D = 256)
+         * each refill is issued as soon as its stage is free instead. */
+        if (ST > 1 && tid == 0 && j >= 1 && j - 1 + ST < n_kv) load_v(j - 1 + ST);
         wgmma_wait<0>();
         reg_fence_arr(S);
-        if (tid == 0 && j + ST < n_kv) load_k(j + ST);   /* the warpgroup's MMA on this K stage is done */
+        if (ST == 1 && tid == 0 && j + ST < n_kv) load_k(j + ST);   /* the warpgroup's MMA on this K stage is done */
         float Pf[NS], alpha[2];
         uint32_t P[NS / 4];
         if (j >= j_mask)
@@ -133,10 +138,11 @@ __global__ void __launch_bounds__(128, Q64Cfg<D>::CTAS_PER_SM)
             wgmma_fence();
             issue_pv<2 * C::NT>(T, P, make_desc(s_v + st * C::V_BYTES + half * (2 * C::NT) * KT, C::V_SWZ));
             wgmma_commit();
+            if (ST > 1 && tid == 0 && j + ST < n_kv) load_k(j + ST);   /* QK(j) on this K stage completed */
             wgmma_wait<0>();
             reg_fence_arr(T);
             reg_fence_arr(P);
-            if (half == D / (2 * C::NT) - 1 && tid == 0 && j + ST < n_kv) load_v(j + ST);   /* V stage read */
+            if (ST == 1 && half == D / (2 * C::NT) - 1 && tid == 0 && j + ST < n_kv) load_v(j + ST);   /* V read */
             fold(O, T, half * C::NT, alpha);
         }
     }
