@@ -186,12 +186,15 @@ __host__ __device__ constexpr int p_score(int pr, int t) {
     return 16 * (pr / 4) + ((pr & 2) ? 8 : 0) + ((pr & 1) ? 2 : 0) + (t & 1) + ((t & 2) ? 4 : 0);
 }
 
-/* P~ floats -> the A-fragment registers of the PV wgmma (NS/16 k32 chunks x 4 registers), A7. */
+/* P~ floats -> register pr of the PV wgmma's A fragment; pack_p: all NS/4 of them (NS/16 k32
+ * chunks x 4 registers), A7. */
+template <int NS> __device__ __forceinline__ uint32_t pack_p_reg(const float (&Pf)[NS], int pr) {
+    return pack_e4m3x4(Pf[p_score(pr, 0)], Pf[p_score(pr, 1)], Pf[p_score(pr, 2)], Pf[p_score(pr, 3)]);
+}
 template <int NS>
 __device__ __forceinline__ void pack_p(const float (&Pf)[NS], uint32_t (&P)[NS / 4]) {
 #pragma unroll
-    for (int pr = 0; pr < NS / 4; ++pr)
-        P[pr] = pack_e4m3x4(Pf[p_score(pr, 0)], Pf[p_score(pr, 1)], Pf[p_score(pr, 2)], Pf[p_score(pr, 3)]);
+    for (int pr = 0; pr < NS / 4; ++pr) P[pr] = pack_p_reg(Pf, pr);
 }
 
 /* Score i of a thread's tile (A4 order) is in row score_row(i) (0: g, 1: g + 8) and, of that
@@ -229,7 +232,9 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
     if (XP & XP_NO_SOFTMAX) {   /* experiment: scale only, no max / exp / sum */
 #pragma unroll
         for (int i = 0; i < NS; ++i) Pf[i] = (float)(int)S[i] * sc;
-        if (PACK) pack_p(Pf, *reinterpret_cast<uint32_t(*)[NS / 4]>(P));
+        if (PACK)
+#pragma unroll
+            for (int pr = 0; pr < NS / 4; ++pr) P[pr] = pack_p_reg(Pf, pr);
         alpha[0] = alpha[1] = 1.f;
         l[0] += Pf[0];
         l[1] += Pf[2];
@@ -339,7 +344,7 @@ __device__ __forceinline__ void softmax_tile(const uint32_t (&S)[NS], float (&Pf
         Pf[i] = p;
         ps[r][k] = (FIRST >> pi) & 1 ? p : ps[r][k] + p;
         if (PACK && t == 3)
-            P[pr] = pack_e4m3x4(Pf[p_score(pr, 0)], Pf[p_score(pr, 1)], Pf[p_score(pr, 2)], Pf[p_score(pr, 3)]);
+            P[pr] = pack_p_reg(Pf, pr);
     }
     float rs[2];
 #pragma unroll
